@@ -1,0 +1,1 @@
+"""Model cards shipped as package data (one Markdown file per curated entry)."""

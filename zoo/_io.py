@@ -1,0 +1,70 @@
+"""Small file-system helpers shared by the cache, checkpoints and run directories.
+
+Owns: atomic writes (temporary file beside the target, fsync, rename) and streaming digests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_write", "write_json", "file_digest", "git_blob_sha1", "CHUNK"]
+
+CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Write ``path`` so that readers see the old file or the whole new one, never a part.
+
+    The data goes to a unique temporary file in the same folder, is flushed and fsynced, then
+    renamed over the target. On error the temporary file is removed and the target is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Atomically write ``data`` as indented JSON."""
+    with atomic_write(path, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a whole file, streamed (``sha256``, ``sha1`` or ``git-blob-sha1``)."""
+    if algorithm == "git-blob-sha1":
+        return git_blob_sha1(path)
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_blob_sha1(path: str | Path) -> str:
+    """SHA-1 over ``b"blob <size>\\0" + bytes``: the id git gives a file, which is what GitHub-hosted
+    files (SqueezeNet's caffemodels) publish."""
+    size = os.path.getsize(path)
+    h = hashlib.sha1(f"blob {size}\0".encode())
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
