@@ -1,0 +1,1 @@
+"""Caffe: read ``.caffemodel``/``.prototxt``/``.binaryproto`` files and turn them into PyTorch networks."""
