@@ -1,0 +1,66 @@
+"""zoo: a pretrained model zoo and transfer-learning toolkit.
+
+The public API, resolved lazily (module ``__getattr__``) so that ``import zoo`` and the catalogue
+functions never import torch::
+
+    import zoo
+    zoo.list_models("resnet*")            # registry entries, no torch
+    model = zoo.load("resnet50")          # nn.Module with pretrained weights, eval mode
+    ex = zoo.Extractor("resnet50")        # images -> feature vectors
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute" (module relative to the zoo package)
+_LAZY = {
+    # catalogue (standard library only)
+    "list_models": "zoo.registry:list_models",
+    "get_entry": "zoo.registry:get_entry",
+    "catalog": "zoo.registry:catalog",
+    "Entry": "zoo.registry:Entry",
+    # errors (standard library only)
+    "ZooError": "zoo.errors:ZooError",
+    "UnknownModelError": "zoo.errors:UnknownModelError",
+    "RegistryError": "zoo.errors:RegistryError",
+    "DownloadError": "zoo.errors:DownloadError",
+    "ChecksumMismatchError": "zoo.errors:ChecksumMismatchError",
+    "OfflineError": "zoo.errors:OfflineError",
+    "WeightsError": "zoo.errors:WeightsError",
+    "UnsafeWeightsError": "zoo.errors:UnsafeWeightsError",
+    "UnknownLayerError": "zoo.errors:UnknownLayerError",
+    "ImageError": "zoo.errors:ImageError",
+    "DataError": "zoo.errors:DataError",
+    "RunError": "zoo.errors:RunError",
+    "CaffeError": "zoo.errors:CaffeError",
+    # fetching (no torch)
+    "download": "zoo.fetch:download",
+    "mirror": "zoo.fetch:mirror",
+    # models (torch)
+    "load": "zoo.factory:load",
+    "ZooModel": "zoo.model:ZooModel",
+    "Extractor": "zoo.extract:Extractor",
+    "open_image": "zoo.images:open_image",
+}
+
+__all__ = sorted([*_LAZY, "finetune", "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "finetune":
+        return importlib.import_module("zoo.finetune")
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
