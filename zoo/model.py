@@ -166,6 +166,8 @@ class ZooModel(nn.Module):
         self.cut_layer = cut
         self.base = base or name
         self.mean_image = mean_image
+        self.build_spec: dict[str, Any] | None = None  # how zoo.factory built the network (for reloading)
+        self.source_dir = None  # the folder a saved model was loaded from
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
