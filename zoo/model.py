@@ -168,6 +168,16 @@ class ZooModel(nn.Module):
         self.mean_image = mean_image
         self.build_spec: dict[str, Any] | None = None  # how zoo.factory built the network (for reloading)
         self.source_dir = None  # the folder a saved model was loaded from
+        # Module paths (relative to this model) that stay in eval mode under ``train()``: the
+        # BatchNorm and Dropout layers of frozen parts, so fine-tuning never moves their statistics.
+        self.frozen_modules: set[str] = set()
+
+    def train(self, mode: bool = True) -> ZooModel:
+        """Like ``nn.Module.train``, but modules named in ``frozen_modules`` stay in eval mode."""
+        super().train(mode)
+        for name in self.frozen_modules:
+            self.get_submodule(name).eval()
+        return self
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
