@@ -1,0 +1,223 @@
+"""Strategies that reuse part of a pretrained network: which layers train, at which learning rate.
+
+Owns: ``prepare`` (cut the network at a named layer, put a new linear or MLP head on it, then freeze
+per strategy), ``Plan`` (the optimizer's parameter groups and a record of what was frozen), and the
+layer-group split behind discriminative learning rates.
+
+Strategies:
+  * ``linear``: the whole body is frozen; only the new head trains (``fit`` caches the body's features).
+  * ``partial``: the body is frozen up to a named layer (module order of ``named_modules``); that layer
+    and everything after it train, at a tenth of the head's learning rate.
+  * ``full``: everything trains; the body is split into contiguous groups of about equal size whose
+    learning rates grow geometrically from 1/100 of the head's (earliest layers) towards the head's.
+
+BatchNorm and Dropout layers inside a frozen part are listed in ``ZooModel.frozen_modules`` so they
+stay in eval mode during training: their running statistics never move.
+
+Works only through the ZooModel contract (``body``, ``head``, ``resolve_layer``, ``cut``,
+``reset_classifier``); never reaches into architecture-specific attributes. May import ``zoo``;
+never ``zoo.cli``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.model import ZooModel
+
+__all__ = ["STRATEGIES", "HEADS", "Plan", "prepare", "layer_groups", "FULL_GROUPS", "PARTIAL_LR_SCALE"]
+
+STRATEGIES = ("linear", "partial", "full")
+HEADS = ("linear", "mlp")
+FULL_GROUPS = 4  # body groups + the head for ``full``: lr scales 0.01, 0.046, 0.22, 1
+PARTIAL_LR_SCALE = 0.1  # the unfrozen body layers of ``partial`` relative to the head
+_KEEP_EVAL = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.Dropout, nn.Dropout2d, nn.AlphaDropout)
+
+
+@dataclass
+class Plan:
+    """What ``prepare`` decided.
+
+    Attributes:
+        strategy: ``linear``, ``partial`` or ``full``.
+        param_groups: optimizer groups for ``zoo.finetune.loop.train`` (``params``, ``lr_scale``,
+            ``weight_decay`` 0 for biases and norm scales).
+        groups: one row per group for the record: ``name``, ``first``/``last`` module, ``lr_scale``,
+            ``params`` (count).
+        trainable, frozen: parameter counts.
+        frozen_modules: module paths kept in eval mode (BatchNorm/Dropout of frozen parts).
+        unfreeze_from: the module path training starts at (``partial``), else None.
+    """
+
+    strategy: str
+    param_groups: list[dict[str, Any]]
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    trainable: int = 0
+    frozen: int = 0
+    frozen_modules: list[str] = field(default_factory=list)
+    unfreeze_from: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary (no tensors)."""
+        return {"strategy": self.strategy, "trainable_params": self.trainable, "frozen_params": self.frozen,
+                "unfreeze_from": self.unfreeze_from, "groups": self.groups,
+                "frozen_modules": len(self.frozen_modules)}
+
+
+def _trunk(model: ZooModel) -> tuple[nn.Module, str]:
+    """The module whose paths ``resolve_layer`` returns, and its prefix inside the ZooModel: after
+    ``cut`` the body wraps the original network (``body.body``)."""
+    if model.cut_layer:
+        inner = getattr(model.body, "body", None)
+        if isinstance(inner, nn.Module):
+            return inner, "body.body."
+    return model.body, "body."
+
+
+def _ordered_params(module: nn.Module) -> list[tuple[str, int, nn.Parameter]]:
+    """(module path, module position, parameter) in ``named_modules`` order, each parameter once."""
+    out = []
+    seen: set[int] = set()
+    for position, (name, mod) in enumerate(module.named_modules()):
+        for p in mod.parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append((name, position, p))
+    return out
+
+
+def _split_decay(params: list[nn.Parameter], lr_scale: float, name: str) -> list[dict[str, Any]]:
+    """Two optimizer groups: weights decay, biases and norm scales (1-D) do not (the usual recipe)."""
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = []
+    if decay:
+        groups.append({"params": decay, "lr_scale": lr_scale, "name": name})
+    if no_decay:
+        groups.append({"params": no_decay, "lr_scale": lr_scale, "weight_decay": 0.0, "name": name})
+    return groups
+
+
+def layer_groups(model: ZooModel, n: int) -> list[list[tuple[str, nn.Parameter]]]:
+    """Split the body's parameters, in module order, into ``n`` contiguous groups of about equal
+    parameter count (fewer when a few large modules hold most parameters: empty groups are dropped).
+
+    Module boundaries are kept: a module's parameters never straddle two groups.
+    """
+    trunk, _ = _trunk(model)
+    items = _ordered_params(trunk)
+    by_module: list[tuple[str, list[nn.Parameter]]] = []
+    for name, _, p in items:
+        if by_module and by_module[-1][0] == name:
+            by_module[-1][1].append(p)
+        else:
+            by_module.append((name, [p]))
+    n = max(1, min(n, len(by_module)))
+    total = sum(p.numel() for _, ps in by_module for p in ps) or 1
+    groups: list[list[tuple[str, nn.Parameter]]] = [[] for _ in range(n)]
+    running = 0
+    for name, ps in by_module:
+        size = sum(p.numel() for p in ps)
+        # Place a module by the midpoint of its parameters, so a huge final layer does not push
+        # everything before it into the first group.
+        index = min(n - 1, int((running + size / 2) / total * n))
+        groups[index].extend((name, p) for p in ps)
+        running += size
+    return [g for g in groups if g]
+
+
+def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut: str | None = None,
+            unfreeze_from: str | None = None, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
+            groups: int = FULL_GROUPS) -> Plan:
+    """Make ``model`` ready to fine-tune (in place): cut, new head, freeze, parameter groups.
+
+    Args:
+        model: a ZooModel (pretrained, usually).
+        strategy: ``linear``, ``partial`` or ``full``.
+        num_classes: outputs of the new head.
+        cut: keep the body only up to this layer (its output is average-pooled) before the new head.
+        unfreeze_from: ``partial``: the first layer that trains; default the last third of the body.
+        head: ``linear`` or ``mlp`` (Linear, ReLU, Dropout, Linear).
+        hidden: the MLP head's hidden width.
+        dropout: dropout before the head's last Linear.
+        groups: ``full``: number of learning-rate groups including the head.
+
+    Returns:
+        The plan: pass ``plan.param_groups`` to ``zoo.finetune.loop.train``.
+
+    Raises:
+        UnknownLayerError: ``cut`` or ``unfreeze_from`` names no layer (the message lists the valid ones).
+        ValueError: an unknown strategy or head, or ``unfreeze_from`` without ``strategy="partial"``.
+
+    Example:
+        >>> plan = prepare(model, "partial", num_classes=5, unfreeze_from="layer4")   # doctest: +SKIP
+        >>> train(model, train_ds, val_ds, cfg, param_groups=plan.param_groups)     # doctest: +SKIP
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    if unfreeze_from is not None and strategy != "partial":
+        raise ValueError(f"unfreeze_from={unfreeze_from!r} applies to strategy 'partial' only "
+                         f"(got {strategy!r}); pass strategy='partial'")
+    if cut is not None:
+        model.cut(cut)
+    start_path = model.resolve_layer(unfreeze_from) if unfreeze_from is not None else None
+    model.reset_classifier(num_classes, kind=head, hidden=hidden, dropout=dropout)
+
+    trunk, prefix = _trunk(model)
+    items = _ordered_params(trunk)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    head_params = list(model.head.parameters())
+    plan_groups: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    frozen_positions: set[int] = set()
+
+    def record(name: str, members: list[tuple[str, nn.Parameter]], scale: float) -> None:
+        params = [p for _, p in members]
+        plan_groups.extend(_split_decay(params, scale, name))
+        records.append({"name": name, "first": members[0][0] if members else "", "last": members[-1][0]
+                        if members else "", "lr_scale": scale, "params": sum(p.numel() for p in params)})
+
+    modules = list(trunk.named_modules())
+    if strategy == "linear":
+        for _, _, p in items:
+            p.requires_grad_(False)
+        frozen_positions = set(range(len(modules)))
+    elif strategy == "partial":
+        if start_path is None or start_path in ("pool", "logits"):
+            # Default: the last third of the body (by parameters), like unfreezing the last group.
+            body_groups = layer_groups(model, 3)
+            start_path = body_groups[-1][0][0] if body_groups else None
+        start = next((i for i, (name, _) in enumerate(modules) if name == start_path), len(modules))
+        for name, position, p in items:
+            p.requires_grad_(position >= start)
+        frozen_positions = set(range(start))
+        unfrozen = [(name, p) for name, position, p in items if position >= start]
+        if unfrozen:
+            record("body", unfrozen, PARTIAL_LR_SCALE)
+    else:  # full
+        body_groups = layer_groups(model, max(1, groups - 1))
+        scales = torch.logspace(-2, 0, steps=len(body_groups) + 1).tolist()[:-1]
+        for i, (members, scale) in enumerate(zip(body_groups, scales, strict=True)):
+            record(f"body.{i}", members, round(scale, 6))
+    record("head", [(f"head.{n}" if n else "head", p) for n, p in model.head.named_parameters()], 1.0)
+    del head_params
+
+    # BatchNorm/Dropout in frozen parts stay in eval mode under model.train().
+    keep = set()
+    for position, (name, mod) in enumerate(modules):
+        if position in frozen_positions and isinstance(mod, _KEEP_EVAL):
+            own = list(mod.parameters())
+            if all(not p.requires_grad for p in own):
+                keep.add(prefix + name if name else prefix.rstrip("."))
+    model.frozen_modules = keep
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return Plan(strategy=strategy, param_groups=plan_groups, groups=records, trainable=trainable, frozen=frozen,
+                frozen_modules=sorted(keep), unfreeze_from=start_path if strategy == "partial" else None)

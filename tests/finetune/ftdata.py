@@ -1,0 +1,74 @@
+"""Helpers for the fine-tuning tests: class folders of real image files, and a tiny ZooModel.
+
+Imported by tests/finetune/test_*.py and tests/cli/test_finetune_cli.py (by path); not a test module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from zoo.model import ZooModel
+from zoo.registry.schema import Preprocessing
+
+SIZE = 16
+PRE = Preprocessing(input_size=(3, SIZE, SIZE), resize=SIZE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+def pattern(label: int, rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    """An RGB uint8 image whose class is easy to learn but not trivial: a bright band whose position
+    and colour depend on the class, under noise."""
+    img = rng.integers(0, 90, size=(size, size, 3)).astype(np.int16)
+    band = slice((label % 4) * size // 4, (label % 4 + 1) * size // 4)
+    if label % 2 == 0:
+        img[band, :, label % 3] += 150
+    else:
+        img[:, band, label % 3] += 150
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_folder(root: Path, counts: dict[str, int], *, seed: int = 0, fmt: str = "png", size: int = SIZE) -> Path:
+    """``root/<class>/<class>_<i>.<fmt>`` with ``counts[class]`` real image files each."""
+    rng = np.random.default_rng(seed)
+    for label, (name, n) in enumerate(counts.items()):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(pattern(label, rng, size)).save(d / f"{name}_{i}.{fmt}")
+    return root
+
+
+def tiny_network(num_classes: int = 10, channels: int = 3) -> tuple[nn.Module, nn.Module]:
+    body = nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(channels, 8, 3, padding=1), bn1=nn.BatchNorm2d(8), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(8, 16, 3, padding=1, stride=2), bn2=nn.BatchNorm2d(16), relu2=nn.ReLU(),
+        conv3=nn.Conv2d(16, 16, 3, padding=1), bn3=nn.BatchNorm2d(16), relu3=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten()))
+    return body, nn.Linear(16, num_classes)
+
+
+def tiny_model(num_classes: int = 10) -> ZooModel:
+    """A small conv net with BatchNorm, as a ZooModel (no registry entry)."""
+    body, head = tiny_network(num_classes)
+    return ZooModel(body, head, num_features=16, name="tiny.test", preprocessing=PRE)
+
+
+def write_lenet_entry(config_dir: Path, name: str = "lenet.tinytest", size: int = SIZE) -> str:
+    """A user registry entry for the zoo's own LeNet, without weights (tests build it with
+    pretrained=False), so runs made from it reload with ``zoo.load``."""
+    entry = {"schema": 1, "entries": [{
+        "name": name, "architecture": {"library": "zoo", "builder": "lenet", "kwargs": {}},
+        "license": "MIT",
+        "preprocessing": {"input_size": [1, size, size], "resize": size, "mean": [0.5], "std": [0.5],
+                          "channel_order": "L"},
+        "head": {"num_classes": 5},
+    }]}
+    folder = config_dir / "registry"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tinytest.json").write_text(json.dumps(entry))
+    return name
