@@ -42,6 +42,10 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+# Top-level keys of an entry file; "comment" says where the file's facts come from.
+_FILE_FIELDS = frozenset({"schema", "comment", "preprocessing", "entries"})
+
+
 def load_entry_file(path: str | Path, *, text: str | None = None, collection: str = "builtin") -> list[Entry]:
     """Parse one registry file.
 
@@ -60,6 +64,10 @@ def load_entry_file(path: str | Path, *, text: str | None = None, collection: st
         data = {"schema": SCHEMA_VERSION, "entries": data}
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         raise RegistryError("must be a JSON object with an 'entries' list", path=path_s, field="entries")
+    unknown = sorted(set(data) - _FILE_FIELDS)
+    if unknown:
+        raise RegistryError(f"has an unknown top-level field {unknown[0]!r} (allowed: {', '.join(sorted(_FILE_FIELDS))})",
+                            path=path_s, field=unknown[0])
     if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise RegistryError(f"has schema {data.get('schema')!r}; this zoo reads schema {SCHEMA_VERSION}",
                             path=path_s, field="schema")

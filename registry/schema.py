@@ -72,9 +72,26 @@ class Architecture:
 class Checksum:
     """The expected digest of a file, and how far to trust it.
 
+    ``algorithm`` is ``sha256``, ``sha1`` (the Caffe zoo's published digests) or ``git-blob-sha1`` (the
+    id git gives a committed file: sha1 over ``b"blob <length>\\0"`` + the bytes; used where the only
+    published identity is a file's blob in a repository).
+
     ``prefix`` marks a digest the publisher gives only in part (torchvision's 8-hex file-name prefix):
-    the first verified download pins the full sha256 in the cache. ``trust`` says who published the
-    value; a ``suspect`` value is checked and reported but does not block (see ``note``).
+    a download whose sha256 starts with the prefix is accepted and its full sha256 is pinned in the
+    cache, and every later read of that cached file is checked against the pinned value.
+
+    ``trust`` says who published the value and what a fetcher does with it:
+
+    * ``publisher`` (default): the file's author published it. A mismatch deletes the download and raises.
+    * ``third-party``: a mirror or another project published it (``note`` says who). Checked exactly
+      like ``publisher``: a mismatch deletes and raises; the difference is only what a listing tells
+      the user about provenance.
+    * ``suspect``: a published value with a known reason to doubt it (``note`` says why, e.g. the same
+      digest given for two different files). It is checked and the result reported (expected, actual),
+      but a mismatch does not reject the file: the file enters the cache, the actual digest is pinned,
+      and the fetcher warns with the note.
+    * ``local``: written by the zoo itself (a user's fine-tuned run, a converted file). Checked like
+      ``publisher``.
     """
 
     algorithm: Literal["sha256", "sha1", "git-blob-sha1"]

@@ -403,7 +403,7 @@ def caffe_entries() -> list[dict]:
         "citation": CITE_NIN,
         "preprocessing": caffe_pre(224, mean=ILSVRC_MEAN_BGR, mean_file="mean"),
         "head": caffe_head(None),
-        "metrics": [acc("top1", 59.36, "ILSVRC-2012 val, centre crop (the readme says 10-crop 'should obtain a "
+        "metrics": [acc("top1", 59.36, "ILSVRC-2012 val (the readme adds that 10-crop testing 'should obtain a "
                         "bit higher')", "gist mavenlin/d802a5849de39225bcc6 readme")],
         "tags": ["caffe", "image-classification", "imagenet"],
     })
