@@ -137,7 +137,7 @@ def _child_fetch(name: str) -> str:
 def test_two_processes_fetch_one_file_once(http_server, user_registry):
     data = os.urandom(1_500_000)
     url = http_server.add("big.safetensors", data)
-    http_server.chunk_delay = 0.01  # ~0.25 s of transfer, so the second process arrives mid-download
+    http_server.chunk_delay = 0.02  # ~0.5 s of transfer, so the second process arrives mid-download
     user_registry([entry_dict("net.shared", [file_dict([url], data)])])
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(2) as pool:
