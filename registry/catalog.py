@@ -24,6 +24,7 @@ from .schema import SCHEMA_VERSION, Entry, parse_entry
 __all__ = [
     "Catalog",
     "ExternalName",
+    "builtin_entries",
     "catalog",
     "get_entry",
     "list_models",
@@ -208,6 +209,16 @@ def _builtin_entries() -> list[Entry]:
 @lru_cache(maxsize=1)
 def _builtin_cached() -> tuple[Entry, ...]:
     return tuple(_builtin_entries())
+
+
+def builtin_entries() -> tuple[Entry, ...]:
+    """Every entry shipped with the package (``registry/entries/*.json``), without user registries.
+
+    Example:
+        >>> any(e.name == "bvlc_googlenet.caffe_in1k" for e in builtin_entries())
+        True
+    """
+    return _builtin_cached()
 
 
 def catalog() -> Catalog:
