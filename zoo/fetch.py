@@ -51,6 +51,7 @@ __all__ = [
     "read_record",
     "write_record",
     "pinned_sha256",
+    "expected_digest",
     "ChecksumWarning",
     "RETRIES",
     "BACKOFF_BASE",
@@ -199,8 +200,14 @@ def _pin(entry: Entry, spec: FileSpec, sha256: str, source: str) -> None:
 # Verification
 
 
-def _expected(entry: Entry, spec: FileSpec, checksum: Checksum) -> tuple[str, str, bool]:
-    """(algorithm, expected value, is_prefix) after applying a pin."""
+def expected_digest(entry: Entry, spec: FileSpec, checksum: Checksum | None = None) -> tuple[str, str, bool]:
+    """What a file must hash to: ``(algorithm, value, is_prefix)``, after applying a pin.
+
+    ``checksum`` defaults to the file's own; ``is_prefix`` is True only for a prefix not pinned yet.
+    """
+    checksum = checksum or spec.checksum
+    if checksum is None:
+        raise ValueError(f"{entry.name}/{spec.filename} has no checksum in the registry")
     if checksum.prefix:
         pinned = pinned_sha256(entry, spec)
         if pinned:
@@ -228,7 +235,7 @@ def _verify(entry: Entry, spec: FileSpec, path: Path, digests: _Digests, source:
     """
     if checksum is None:
         raise _SourceFailed("the entry gives no checksum and the source offered none to verify against")
-    algorithm, expected, is_prefix = _expected(entry, spec, checksum)
+    algorithm, expected, is_prefix = expected_digest(entry, spec, checksum)
     actual = _actual(algorithm, digests, path)
     ok = actual.startswith(expected) if is_prefix else actual == expected
     extra: dict[str, Any] = {}
@@ -260,8 +267,8 @@ def _record_is_current(entry: Entry, spec: FileSpec, record: dict[str, Any] | No
     if checksum is None:
         return record.get("algorithm") in ("sha256", "git-blob-sha1")  # verified against the Hub's etag
     if record.get("suspect_mismatch"):
-        return record["suspect_mismatch"].get("expected") == _expected(entry, spec, checksum)[1]
-    algorithm, expected, is_prefix = _expected(entry, spec, checksum)
+        return record["suspect_mismatch"].get("expected") == expected_digest(entry, spec, checksum)[1]
+    algorithm, expected, is_prefix = expected_digest(entry, spec, checksum)
     if algorithm == "sha256":
         return record["sha256"].startswith(expected) if is_prefix else record["sha256"] == expected
     return record.get("algorithm") == algorithm and record.get("digest") == expected
