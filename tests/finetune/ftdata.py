@@ -62,7 +62,8 @@ def write_lenet_entry(config_dir: Path, name: str = "lenet.tinytest", size: int 
     """A user registry entry for the zoo's own LeNet, without weights (tests build it with
     pretrained=False), so runs made from it reload with ``zoo.load``."""
     entry = {"schema": 1, "entries": [{
-        "name": name, "architecture": {"library": "zoo", "builder": "lenet", "kwargs": {}},
+        "name": name, "architecture": {"library": "zoo", "builder": "lenet",
+                         "kwargs": {"channels": [8, 16], "hidden": 32}},
         "license": "MIT",
         "preprocessing": {"input_size": [1, size, size], "resize": size, "mean": [0.5], "std": [0.5],
                           "channel_order": "L"},

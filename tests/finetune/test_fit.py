@@ -1,0 +1,160 @@
+"""``fit`` end to end on real image files: strategies, the feature cache, resume after SIGKILL, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from ftdata import make_folder, tiny_model, write_lenet_entry
+
+import zoo
+from zoo.errors import DataError, RunError, UnknownLayerError
+from zoo.finetune import features as features_mod
+from zoo.finetune.fit import fit
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def base():
+    return write_lenet_entry(Path(os.environ["ZOO_CONFIG_DIR"]))
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_folder(tmp_path / "data", {"ants": 12, "bees": 12, "cats": 12})
+
+
+def test_linear_run_lowers_loss_writes_a_complete_run_and_reloads(tmp_path, base, data):
+    captured = {}
+    run = fit(base, data, out=tmp_path / "run", epochs=12, lr=0.05, progress=False, device="cpu",
+              on_setup=lambda s: captured.update(setup=s))
+    history = run.history
+    assert len(history) == 12 and history[-1]["train_loss"] < history[0]["train_loss"]
+    names = set(os.listdir(run.path))
+    assert {"model.safetensors", "model.json", "config.json", "split.json", "metrics.jsonl", "metrics.json",
+            "skipped.tsv", "README.md", "checkpoint.pt", "curves.png", "confusion.png"} <= names
+    config = run.config
+    assert config["base"] == base and config["options"]["strategy"] == "linear"
+    assert config["command"].startswith("zoo.finetune.fit(") and "epochs=12" in config["command"]
+    assert config["classes"] == ["ants", "bees", "cats"]
+    card = (run.path / "README.md").read_text()
+    assert base in card and "licence: MIT" in card and "zoo.load(" in card and "ants" in card
+    assert run.summary["val"]["n"] == 6 and "confusion" in run.summary["val"]
+    # zoo.load(run) predicts exactly what the trained model did.
+    trained = captured["setup"].model.eval()
+    loaded = zoo.load(run.path)
+    assert loaded.labels == ("ants", "bees", "cats")
+    x = torch.stack([loaded.transforms(zoo.open_image(p, mode="L")) for p in run.split.paths("val")])
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), trained(x), atol=1e-5)
+    preds = run.predict(run.split.paths("val"), top_k=2)
+    assert all(len(p["top"]) == 2 and p["top"][0]["probability"] >= p["top"][1]["probability"] for p in preds)
+    report = run.evaluate(data)
+    assert report["n"] == 36 and 0.0 <= report["accuracy"] <= 1.0
+
+
+def test_second_linear_run_reads_cached_features(tmp_path, base, data, monkeypatch):
+    calls = []
+    real = features_mod.extract
+    monkeypatch.setattr(features_mod, "extract", lambda *a, **k: (calls.append(len(a[1])), real(*a, **k))[1])
+    first = fit(base, data, out=tmp_path / "r1", epochs=2, progress=False, device="cpu")
+    assert sum(calls) == 36 and not first.summary["features"]["train"]["hit"]
+    calls.clear()
+    second = fit(base, data, out=tmp_path / "r2", epochs=2, progress=False, device="cpu")
+    assert calls == [] and second.summary["features"]["train"]["hit"]
+    # Same pretrained weights, same files, same seed: the same head comes out.
+    assert first.summary["val"]["confusion"] == second.summary["val"]["confusion"]
+
+
+@pytest.mark.parametrize("strategy, extra", [("partial", {"unfreeze_from": "features.conv2"}),
+                                             ("full", {}), ("linear", {"cut": "features.pool2", "head": "mlp",
+                                                                       "cache_features": False})])
+def test_strategies_train(tmp_path, base, data, strategy, extra):
+    run = fit(base, data, out=tmp_path / "run", strategy=strategy, epochs=4, lr=3e-3, batch_size=8,
+              progress=False, device="cpu", **extra)
+    history = run.history
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    groups = run.config["plan"]["groups"]
+    if strategy == "full":
+        assert len(groups) >= 3 and groups[0]["lr_scale"] < groups[-1]["lr_scale"] == 1.0
+    if strategy == "partial":
+        assert run.config["plan"]["unfreeze_from"] == "features.conv2"
+    model = run.model
+    assert model(torch.zeros(1, 1, 16, 16)).shape == (1, 3)
+
+
+def test_errors(tmp_path, base, data):
+    with pytest.raises(UnknownLayerError, match="features.conv1") as err:
+        fit(base, data, out=tmp_path / "a", cut="layer99", progress=False, device="cpu")
+    assert "features.conv1" in err.value.valid
+    with pytest.raises(DataError, match="does not exist"):
+        fit(base, tmp_path / "nope", out=tmp_path / "b", progress=False)
+    fit(base, data, out=tmp_path / "c", epochs=1, progress=False, device="cpu")
+    with pytest.raises(RunError, match="--resume"):
+        fit(base, data, out=tmp_path / "c", epochs=1, progress=False, device="cpu")
+    with pytest.raises(RunError, match="config.json"):
+        fit(base, data, out=tmp_path / "d", resume=True, progress=False)
+
+
+def test_python_model_object(tmp_path, data):
+    run = fit(tiny_model(), data, out=tmp_path / "run", epochs=3, lr=0.05, progress=False, device="cpu")
+    assert run.summary["val"]["n"] == 6
+
+
+_CHILD = textwrap.dedent("""
+    import sys, time, torch
+    from pathlib import Path
+    torch.set_num_threads(1)
+    from zoo.finetune.fit import fit
+    out = Path(sys.argv[3])
+    def slow(info):
+        # After the first checkpoint, report progress and slow down so the parent can kill mid-epoch.
+        if (out / "checkpoint.pt").exists():
+            (out / "progress").write_text(str(info["step"]))
+            time.sleep(0.05)
+    fit(sys.argv[1], sys.argv[2], out=out, strategy="full", epochs=3, lr=3e-3, batch_size=4, seed=5,
+        progress=False, device="cpu", callbacks={"on_step_end": [slow]})
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_resumes_to_the_same_result(tmp_path, base, data):
+    out = tmp_path / "killed"
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    child = subprocess.Popen([sys.executable, str(script), base, str(data), str(out)], env=os.environ.copy())
+    try:
+        steps_per_epoch = 8  # 29-30 training images, batch 4
+        while True:
+            if child.poll() is not None:
+                pytest.fail(f"the child ended (code {child.returncode}) before it could be killed")
+            progress = out / "progress"
+            if progress.exists() and progress.read_text().strip().isdigit() \
+                    and int(progress.read_text()) >= steps_per_epoch + 3:
+                break
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert not (out / "model.safetensors").exists()
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)  # whole, never partial
+    assert ckpt["epoch"] >= 1
+    resumed = fit(base, data, out=out, resume=True, progress=False, device="cpu")
+    straight = fit(base, data, out=tmp_path / "straight", strategy="full", epochs=3, lr=3e-3, batch_size=4, seed=5,
+                   progress=False, device="cpu")
+    a, b = resumed.history, straight.history
+    assert [r["epoch"] for r in a] == [1, 2, 3]
+    assert a[-1]["train_loss"] == pytest.approx(b[-1]["train_loss"], rel=0.05, abs=0.02)
+    assert a[-1]["val_loss"] == pytest.approx(b[-1]["val_loss"], rel=0.05, abs=0.02)
+    assert abs(resumed.summary["val"]["accuracy"] - straight.summary["val"]["accuracy"]) <= 1 / 6 + 1e-9
