@@ -67,8 +67,8 @@ def load_entry_file(path: str | Path, *, text: str | None = None, collection: st
         raise RegistryError("must be a JSON object with an 'entries' list", path=path_s, field="entries")
     unknown = sorted(set(data) - _FILE_FIELDS)
     if unknown:
-        raise RegistryError(f"has an unknown top-level field {unknown[0]!r} (allowed: {', '.join(sorted(_FILE_FIELDS))})",
-                            path=path_s, field=unknown[0])
+        raise RegistryError(f"has an unknown top-level field {unknown[0]!r} "
+                            f"(allowed: {', '.join(sorted(_FILE_FIELDS))})", path=path_s, field=unknown[0])
     if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise RegistryError(f"has schema {data.get('schema')!r}; this zoo reads schema {SCHEMA_VERSION}",
                             path=path_s, field="schema")
