@@ -382,9 +382,10 @@ def caffe_entries() -> list[dict]:
         "description": ("Network in Network ImageNet Model (Lin, Chen & Yan): convolutions with 1x1 'cccp' "
                         "layers and a global 6x6 average pool, no fully connected layer. The authors trained "
                         "with a local mean file that was never published; the zoo uses the ILSVRC-2012 mean image "
-                        "(role 'mean') as users commonly do, which is an approximation. The last layer that scores the 1000 "
-                        "classes is a 1x1 convolution followed by global pooling, not a fully connected layer, and "
-                        "its name is not recorded in the project's sources, so head.classifier is left unset."),
+                        "(role 'mean') as users commonly do, which is an approximation. The 1000 class scores come from a 1x1 "
+                        "convolution followed by ReLU and global average pooling, not from a fully connected "
+                        "layer, so head.classifier is left unset. Third-party ports of the model name that "
+                        "convolution 'cccp8-1024'; the original deploy file was not read."),
         "architecture": caffe_arch(224),
         "files": [caffe_weights("nin_imagenet.caffemodel",
                                 ["https://www.dropbox.com/s/0cidxafrb2wuwxw/nin_imagenet.caffemodel?dl=1"],
@@ -417,9 +418,10 @@ def caffe_entries() -> list[dict]:
         path = f"SqueezeNet_{v}/squeezenet_{v}.caffemodel"
         entries.append({
             "name": f"squeezenet{ver}.caffe_in1k", "aliases": [f"caffe_squeezenet{ver}"], "default": False,
-            "description": (f"SqueezeNet {v[1:]}: {what}. The network ends in a 1x1 convolution (conv10) and a "
-                            "global average pool; it has no fully connected classifier, so head.classifier is "
-                            "left unset (replacing the head means replacing conv10). The caffemodel is committed "
+            "description": (f"SqueezeNet {v[1:]}: {what}. The network ends in a 1x1 convolution with 1000 outputs "
+                            "(conv10 in the authors' deploy.prototxt), a ReLU and a global average pool (pool10); "
+                            "it has no fully connected classifier, so head.classifier is left unset (replacing "
+                            "the head means replacing conv10). The caffemodel is committed "
                             "in the authors' git repository, which publishes no sha1; the checksum is the git "
                             f"blob id. The bare name 'squeezenet{ver}' resolves to torchvision's weights."),
             "architecture": caffe_arch(227),
