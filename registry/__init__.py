@@ -4,7 +4,7 @@ Standard library only (no torch): ``zoo list`` answers at once. The arrows go on
 ``zoo.registry`` <- ``zoo`` <- ``zoo.finetune`` <- ``zoo.cli``; this package imports none of them.
 """
 
-from .catalog import Catalog, ExternalName, catalog, get_entry, labels_for, list_external, list_models
+from .catalog import Catalog, ExternalName, builtin_entries, catalog, get_entry, labels_for, list_external, list_models
 from .errors import RegistryError, UnknownModelError, ZooError
 from .schema import Architecture, Checksum, Entry, FileSpec, Head, Metric, Preprocessing, Source
 
@@ -22,6 +22,7 @@ __all__ = [
     "Source",
     "UnknownModelError",
     "ZooError",
+    "builtin_entries",
     "catalog",
     "get_entry",
     "labels_for",
