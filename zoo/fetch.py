@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -397,7 +398,8 @@ def _http_download(url: str, partial: Path, want_sha1: bool, *, size_hint: int |
                 f" after {attempt + 1} tries" if err.code in RETRY_STATUS else "")) from err
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
             reason = getattr(err, "reason", None) or err
-            if attempt < RETRIES:
+            # An unknown host name will not resolve on a retry: fail over to the next source at once.
+            if attempt < RETRIES and not isinstance(reason, socket.gaierror):
                 time.sleep(_backoff(attempt, None))
                 attempt += 1
                 continue

@@ -26,6 +26,7 @@ class FileServer:
     bytes_sent: Counter = field(default_factory=Counter)
     fail: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to answer first
     drop_after: dict[str, list[int]] = field(default_factory=dict)  # path -> byte counts, one per GET
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> extra response headers
     chunk_delay: float = 0.0  # seconds between 64 KiB chunks (to make two clients overlap)
     base: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,6 +94,8 @@ def _handler(state: FileServer):
                 self.send_response(200)
             self.send_header("Content-Length", str(end - start))
             self.send_header("Accept-Ranges", "bytes")
+            for key, value in state.headers.get(path, {}).items():
+                self.send_header(key, value)
             self.end_headers()
             if not body:
                 return

@@ -327,3 +327,48 @@ def test_unknown_role_is_a_registry_error(make_entry, http_server):
 
     with pytest.raises(RegistryError, match="no file with role 'mean'"):
         fetch_file(entry, "mean")
+
+
+@pytest.fixture
+def fake_hub(http_server, monkeypatch):
+    """Point huggingface_hub at the local server, which answers its HEAD/GET like the Hub does for an
+    LFS file (X-Repo-Commit, X-Linked-Etag = the file's sha256, X-Linked-Size)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", http_server.base)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        http_server.base + "/{repo_id}/resolve/{revision}/{filename}")
+
+    def publish(repo: str, filename: str, data: bytes, *, etag: str | None = None) -> None:
+        path = f"/{repo}/resolve/main/{filename}"
+        http_server.add(path, data)
+        http_server.headers[path] = {"X-Repo-Commit": "a" * 40, "X-Linked-Etag": f'"{etag or sha256(data)}"',
+                                     "X-Linked-Size": str(len(data)), "ETag": f'"{etag or sha256(data)}"'}
+
+    return publish
+
+
+def test_hf_source_verified_against_the_lfs_sha256(fake_hub, make_entry, monkeypatch):
+    fake_hub("org/net", "model.safetensors", DATA)
+    spec = {"role": "weights", "filename": "model.safetensors", "format": "safetensors",
+            "sources": [{"hf": {"repo": "org/net", "filename": "model.safetensors"}}]}  # no checksum: the etag
+    entry = make_entry("net.hub", [spec])
+    path = fetch_file(entry, progress=False)
+    assert path == env.zoo_home() / "files" / "net.hub" / "model.safetensors"
+    assert path.read_bytes() == DATA
+    record = json.loads(path.with_name(path.name + ".verified").read_text())
+    assert record["sha256"] == sha256(DATA) and record["source"].startswith("hf://org/net/model.safetensors")
+    # Offline, with our copy gone, the Hub's own cache under $ZOO_HOME/hf still serves it.
+    path.unlink()
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    assert fetch_file(entry, progress=False).read_bytes() == DATA
+
+
+def test_hf_bytes_that_do_not_match_the_etag_are_refused(fake_hub, make_entry):
+    fake_hub("org/liar", "model.safetensors", b"swapped" + DATA[7:], etag=sha256(DATA))
+    spec = {"role": "weights", "filename": "model.safetensors", "format": "safetensors",
+            "sources": [{"hf": {"repo": "org/liar", "filename": "model.safetensors"}}]}
+    with pytest.raises(ChecksumMismatchError) as info:
+        fetch_file(make_entry("net.liar", [spec]), progress=False)
+    assert info.value.expected == sha256(DATA)
+    assert _leftovers(env.zoo_home() / "files" / "net.liar") == []
