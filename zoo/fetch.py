@@ -430,7 +430,8 @@ def _hf_download(source: Source, partial: Path, want_sha1: bool, *, offline: boo
         raise _SourceFailed("huggingface_hub is not installed (pip install huggingface_hub)") from err
     try:
         local = hf_hub_download(source.hf_repo, source.hf_filename, revision=source.hf_revision,
-                                cache_dir=env.zoo_home() / "hf", local_files_only=offline)
+                                cache_dir=env.zoo_home() / "hf", local_files_only=offline,
+                                **({} if progress else {"tqdm_class": _silent_tqdm()}))
     except Exception as err:  # the Hub raises many types; each becomes one reason in the report
         if offline:
             raise _SourceFailed("offline and not in the Hub cache", offline_skip=True) from err
@@ -442,6 +443,17 @@ def _hf_download(source: Source, partial: Path, want_sha1: bool, *, offline: boo
     elif len(blob.name) == 40 and all(c in "0123456789abcdef" for c in blob.name):
         hub_checksum = Checksum(algorithm="git-blob-sha1", value=blob.name, trust="publisher")
     return _copy_local(blob, partial, want_sha1, desc, progress), hub_checksum
+
+
+def _silent_tqdm():
+    from tqdm.auto import tqdm
+
+    class SilentTqdm(tqdm):  # huggingface_hub's bars, switched off for progress=False
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return SilentTqdm
 
 
 def _package_file(source: Source, partial: Path, want_sha1: bool, desc: str, progress: bool) -> _Digests:
@@ -525,7 +537,8 @@ def fetch_file(entry: Entry, role: str = "weights", *, force: bool = False, prog
     Args:
         entry: the registry entry (``zoo.registry.catalog().get(name)``).
         role: which of its files (``"weights"``, ``"mean"``, ``"deploy"``...).
-        force: delete any cached copy and partial download, and fetch again.
+        force: fetch again even when cached (a partial download is discarded); the cached copy is
+            replaced only once the new download has verified.
         progress: show a tqdm progress bar on stderr.
 
     Returns:
@@ -551,8 +564,9 @@ def fetch_file(entry: Entry, role: str = "weights", *, force: bool = False, prog
     partial = dest.with_name(dest.name + PARTIAL_SUFFIX)
     with FileLock(str(dest) + LOCK_SUFFIX):
         if force:
-            for stale in (dest, _record_path(dest), partial):
-                stale.unlink(missing_ok=True)
+            # Only the partial goes: the cached copy stays usable until a new download verifies
+            # and replaces it (os.replace), so a failed --force never leaves the user with nothing.
+            partial.unlink(missing_ok=True)
         else:
             found = _cached(entry, spec, dest)  # another process may have fetched it while we waited
             if found:

@@ -372,3 +372,25 @@ def test_hf_bytes_that_do_not_match_the_etag_are_refused(fake_hub, make_entry):
         fetch_file(make_entry("net.liar", [spec]), progress=False)
     assert info.value.expected == sha256(DATA)
     assert _leftovers(env.zoo_home() / "files" / "net.liar") == []
+
+
+def test_failed_force_keeps_the_cached_copy(http_server, make_entry, monkeypatch):
+    monkeypatch.setattr(zoo.fetch, "RETRIES", 0)
+    url = http_server.add("w.safetensors", DATA)
+    entry = make_entry("net.force", [file_dict([url], DATA)])
+    path = fetch_file(entry, progress=False)
+    http_server.fail["/w.safetensors"] = [503]
+    with pytest.raises(DownloadError):
+        fetch_file(entry, force=True, progress=False)
+    assert path.read_bytes() == DATA and fetch_file(entry, progress=False) == path
+    assert fetch_file(entry, force=True, progress=False) == path  # and a working --force re-downloads
+    assert len(http_server.gets("w.safetensors")) == 3
+
+
+def test_mirror_without_the_file_falls_through_to_origin(http_server, make_entry, monkeypatch, tmp_path):
+    origin = http_server.add("w.safetensors", DATA)
+    monkeypatch.setenv("ZOO_MIRROR", http_server.base + "/mirror")  # serves nothing there: 404
+    entry = make_entry("net.partialmirror", [file_dict([origin], DATA)])
+    assert fetch_file(entry, progress=False).read_bytes() == DATA
+    assert [r["path"] for r in http_server.requests] == ["/mirror/net.partialmirror/weights.safetensors",
+                                                         "/w.safetensors"]
