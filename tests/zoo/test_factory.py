@@ -107,3 +107,21 @@ def test_unknown_names_and_paths_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunError, match="holds no model.json"):
         zoo.load(tmp_path / "empty")
+
+
+def test_full_catalogue_names_load_offline_with_a_clear_error(monkeypatch):
+    """A timm or torchvision name that is not curated gets an entry from the library's own metadata;
+    offline, the error names the file it would fetch."""
+    from zoo.errors import OfflineError
+    from zoo.external import external_entry
+
+    entry = external_entry("convnext_nano.in12k_ft_in1k")
+    assert entry.source == "timm" and entry.files[0].sources[0].hf_repo == "timm/convnext_nano.in12k_ft_in1k"
+    assert entry.preprocessing.crop == (224, 224) and "external" in entry.tags
+    tv = external_entry("resnet50.tv_imagenet1k_v2")
+    assert tv.files[0].checksum.prefix and tv.preprocessing.resize == 232
+    assert external_entry("deeplabv3_resnet50.tv_coco_with_voc_labels_v1") is None  # not a classifier
+
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="convnext_nano.in12k_ft_in1k"):
+        zoo.load("convnext_nano.in12k_ft_in1k")
