@@ -23,10 +23,15 @@ _HEADS = ("linear", "mlp")
 
 
 def _command_line(ctx: click.Context) -> str:
-    """The command as typed: ``zoo <command>`` and every parameter the user gave (not defaults)."""
+    """The command as typed: ``sys.argv`` from the command name on when this process is the ``zoo``
+    command; else (called in process) ``zoo <command>`` and every parameter given, in declaration order."""
     from click.core import ParameterSource
 
-    parts = ["zoo", ctx.info_name or "finetune"]
+    name = ctx.info_name or "finetune"
+    if name in sys.argv[1:]:
+        return shlex.join(["zoo", *sys.argv[sys.argv.index(name, 1):]])
+
+    parts = ["zoo", name]
     options = []
     for param in ctx.command.params:
         if ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:

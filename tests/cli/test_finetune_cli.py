@@ -1,0 +1,101 @@
+"""``zoo finetune / evaluate / predict / lr-find / register`` through the real entry point (in process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
+from ftdata import make_folder, write_lenet_entry  # noqa: E402
+
+from zoo.cli.main import main  # noqa: E402
+
+
+def zoo_cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as err:
+        code = err.code if isinstance(err.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def base():
+    import torch
+
+    torch.set_num_threads(2)
+    return write_lenet_entry(Path(os.environ["ZOO_CONFIG_DIR"]))
+
+
+def test_finetune_evaluate_predict_register(tmp_path, capsys, base):
+    data = make_folder(tmp_path / "data", {"ants": 8, "bees": 8})
+    (data / "ants" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    run = tmp_path / "run"
+    code, out, err = zoo_cli(capsys, "finetune", base, data, "--out", run, "--epochs", "3", "--lr", "0.05",
+                             "--device", "cpu")
+    assert code == 0, err
+    assert "2 classes, train 12, val 4" in out
+    assert "skipped 1 file(s)" in out and "ants/bad.jpg" in out
+    assert out.count("epoch ") >= 3 and "accuracy" in out and f"zoo.load({str(run)!r})" in out
+    config = json.loads((run / "config.json").read_text())
+    assert config["command"] == f"zoo finetune {base} {data} --out {run} --device cpu --epochs 3 --lr 0.05"
+    assert (run / "skipped.tsv").read_text().count("\n") == 2
+
+    code, out, err = zoo_cli(capsys, "evaluate", run, data, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["n"] == 16 and set(report["per_class"]) == {"ants", "bees"} and len(report["skipped"]) == 1
+
+    images = sorted((data / "bees").glob("*.png"))[:2]
+    code, out, err = zoo_cli(capsys, "predict", run, *images, "--top-k", "1", "--json")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 2 and lines[0]["top"][0]["label"] in ("ants", "bees")
+    code, out, err = zoo_cli(capsys, "predict", run, images[0], data / "ants" / "bad.jpg")
+    assert code == 1 and "bad.jpg" in err and str(images[0]) in out
+
+    code, out, err = zoo_cli(capsys, "register", run, "--name", "bugs.ft")
+    assert code == 0, err
+    code, out, err = zoo_cli(capsys, "list", "--source", "local")
+    assert code == 0 and "bugs.ft" in out
+
+
+def test_bad_inputs_exit_1_with_a_message(tmp_path, capsys, base):
+    data = make_folder(tmp_path / "data", {"ants": 4, "bees": 4})
+    code, _, err = zoo_cli(capsys, "finetune", base, data, "--out", tmp_path / "r", "--cut", "nolayer")
+    assert code == 1 and "nolayer" in err and "features.conv1" in err
+    code, _, err = zoo_cli(capsys, "finetune", base, tmp_path / "missing", "--out", tmp_path / "r2")
+    assert code == 1 and "does not exist" in err
+    one = make_folder(tmp_path / "one", {"only": 3})
+    code, _, err = zoo_cli(capsys, "finetune", base, one, "--out", tmp_path / "r3")
+    assert code == 1 and "at least two" in err
+    code, _, err = zoo_cli(capsys, "evaluate", tmp_path / "nothing", data)
+    assert code == 1 and "no run folder" in err
+    code, _, err = zoo_cli(capsys, "finetune", base, data, "--out", tmp_path / "r4", "--resume")
+    assert code == 1 and "resume" in err
+
+
+def test_lr_find(tmp_path, capsys, base):
+    data = make_folder(tmp_path / "data", {"a": 6, "b": 6})
+    code, out, err = zoo_cli(capsys, "lr-find", base, data, "--strategy", "full", "--batch-size", "4",
+                             "--steps", "30", "--start-lr", "1e-5", "--end-lr", "1", "--json", "--device", "cpu")
+    assert code == 0, err
+    result = json.loads(out)
+    assert len(result["lrs"]) >= 5 and "suggestion" in result
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+
+    code = ("import sys; from zoo.cli.main import main\n"
+            "try:\n    main(['finetune', '--help'])\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "--unfreeze-from" in proc.stdout
