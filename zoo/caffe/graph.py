@@ -346,6 +346,9 @@ def _resolve(net: NetSpec, chosen: list[Layer], input_blob: str, input_shape: li
                 raise _fail(net, layer, f"kernel {kernel}, stride {stride}, dilation {dil} must be positive")
             oh = (x[2] + 2 * pad[0] - (dil[0] * (kernel[0] - 1) + 1)) // stride[0] + 1
             ow = (x[3] + 2 * pad[1] - (dil[1] * (kernel[1] - 1) + 1)) // stride[1] + 1
+            if oh < 1 or ow < 1:
+                raise _fail(net, layer, f"the kernel {kernel} (dilation {dil}) is larger than its padded input "
+                            f"{x[2:]} (input too small?)")
             bias = bool(p.get("bias_term", True))
             blobs = blobs_of(layer, 2 if bias else 1, 2 if bias else 1)
             tensors[f"{module}.weight"] = _fit(net, layer, blobs[0], (cout, cin // groups, *kernel), "weight")

@@ -451,17 +451,39 @@ def _open_buffer(path: str | Path):
 def _describe_failure(buf, path: str, err: WireError) -> CaffeError:
     """Name the layer the fault is in: re-walk the top level tolerantly to find it."""
     where = ""
+    pos, n, index, last = 0, len(buf), 0, ""
     try:
-        for index, (number, wt, x, y) in enumerate(wire.iter_fields(buf, 0, len(buf))):
-            if number in (100, 2) and wt == LEN:
-                try:
-                    decode_message(buf, x, y, "LayerParameter" if number == 100 else "V1LayerParameter")
-                except WireError:
-                    name = _layer_name_tolerant(buf, x, y, 1 if number == 100 else 4)
-                    where = f" in layer {name!r}" if name else f" in the layer starting at byte {x}"
+        while pos < n:
+            tag, p = wire.read_varint(buf, pos, n)
+            number, wt = tag >> 3, tag & 7
+            if wt == VARINT:
+                pos = wire.read_varint(buf, p, n)[1]
+                continue
+            if wt in (I32, I64):
+                pos = p + (4 if wt == I32 else 8)
+                continue
+            if wt != LEN:
+                break
+            length, a = wire.read_varint(buf, p, n)
+            end = a + length
+            if number in (100, 2):
+                index += 1
+                name = _layer_name_tolerant(buf, a, min(end, n), 1 if number == 100 else 4)
+                label = f"layer #{index} {name!r}" if name else f"layer #{index} (at byte {a})"
+                if end > n:
+                    where = f" in {label}, which is cut off"
                     break
+                try:
+                    decode_message(buf, a, end, "LayerParameter" if number == 100 else "V1LayerParameter")
+                except WireError:
+                    where = f" in {label}"
+                    break
+                last = name
+            pos = end
     except WireError:
         pass
+    if not where and last:
+        where = f" after layer {last!r}"
     return CaffeError(f"{path}: is not a valid Caffe model{where}: {err}. The file may be truncated or "
                       "corrupt: download it again (zoo download --force) or re-save it with Caffe.")
 
