@@ -130,7 +130,8 @@ def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs
         >>> r = train_scratch("lenet", "fashion-mnist", out="runs/lenet", epochs=1)   # doctest: +SKIP
         >>> r.test["accuracy"]                                                      # doctest: +SKIP
     """
-    recipe = recipe_for(arch)
+    builder, _, _ = _builder_and_kwargs(arch)  # an unknown arch fails here, before any data is read
+    recipe = recipe_for(builder)
     augmentation = augment or recipe.augment
     train_ds = load_dataset(data, "train", classes=classes, augment=augmentation, root=data_root, seed=seed,
                             input_size=_folder_input_size(arch, data))
@@ -143,7 +144,6 @@ def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs
     torch.manual_seed(seed)  # the weights are part of the run: seed them too
     model = build_scratch_model(arch, in_chans=c, num_classes=len(train_ds.classes), image_size=h,
                                 preprocessing=_preprocessing(train_ds), labels=list(train_ds.classes))
-    builder = model.build_spec["builder"]
     settings: dict[str, Any] = dict(recipe.config)
     settings.update(overrides or {})
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):

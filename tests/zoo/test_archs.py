@@ -11,7 +11,7 @@ from zoo import archs
 from zoo.errors import RegistryError
 from zoo.model import split_classifier
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # the suite shares 2 cores
 
 FLAT = {"softmax", "mlp_sigmoid", "mlp_relu"}  # these take the input size as an option
 SMALL_STEM = {"googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
