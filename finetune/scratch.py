@@ -100,7 +100,8 @@ def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs
                   device: str = "auto", amp: Any = "auto", compile: bool = False, channels_last: bool | None = None,
                   resume: bool = False, progress: bool = True, augment: str | None = None,
                   overrides: dict[str, Any] | None = None, data_root: str | Path | None = None,
-                  flops_per_sample: float | None = None) -> ScratchResult:
+                  flops_per_sample: float | None = None,
+                  callbacks: dict[str, list] | None = None) -> ScratchResult:
     """Train a reference architecture from random weights and save a loadable run.
 
     Args:
@@ -119,6 +120,8 @@ def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs
         overrides: any other ``TrainConfig`` fields.
         data_root: where the built-in data sets live.
         flops_per_sample: training FLOPs per image, for the MFU figure on GPUs.
+        callbacks: passed to the loop (``zoo.finetune.loop.train``), e.g. a time budget that raises
+            ``StopTraining``.
 
     Returns:
         ScratchResult with the test metrics of the final weights.
@@ -157,7 +160,8 @@ def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs
     config = TrainConfig.from_dict(settings)
 
     start = time.perf_counter()
-    result: TrainResult = train(model, train_ds, test_ds, config, run_dir=out, resume=resume, progress=progress)
+    result: TrainResult = train(model, train_ds, test_ds, config, run_dir=out, resume=resume, progress=progress,
+                                callbacks=callbacks)
     seconds = time.perf_counter() - start
     test = evaluate(result.model, test_ds, batch_size=config.eval_batch_size, device=device, amp=amp,
                     predictions=False)
