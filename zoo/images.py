@@ -293,7 +293,7 @@ def open_image(src: Any, *, mode: str = "RGB", max_pixels: int | None = MAX_PIXE
         raise ImageError(f"{where}: refused as a possible decompression bomb ({err}).", path=where) from err
     except OSError as err:
         reason = str(err) or type(err).__name__
-        if "truncated" in reason:
+        if "truncated" in reason.lower():
             reason = f"truncated ({reason}); the file is incomplete: download or copy it again"
         raise ImageError(f"{where}: cannot be decoded: {reason}.", path=where) from err
     except (ValueError, SyntaxError, EOFError, IndexError, struct.error) as err:
