@@ -97,7 +97,7 @@ def setup(model: str | Path | ZooModel, split: Split, *, strategy: str = "linear
     torch.manual_seed(seed)
     net = _resolve_model(model, pretrained=pretrained)
     plan = prepare(net, strategy, num_classes=split.num_classes, cut=cut, unfreeze_from=unfreeze_from, head=head,
-                   hidden=hidden, dropout=dropout)
+                   hidden=hidden, dropout=dropout, discriminative=pretrained)
     labels = {part: torch.tensor(split.labels(part), dtype=torch.long) for part in split.parts}
     if strategy == "linear" and cache_features:
         dev = _device(device)
@@ -161,7 +161,8 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, *, out: str | Path |
         cache_features: ``linear``: train the head on cached features (False runs the frozen body
             every epoch, with augmentation).
         resume: continue the interrupted run in ``out`` with its stored options, split and checkpoint.
-        pretrained: start from the entry's weights (False: the same network from random weights).
+        pretrained: start from the entry's weights (False: the same network from random weights, and
+            every layer at the same learning rate).
         device, num_workers, progress: where and how to run.
         command: the command line to record (the CLI passes its own).
         callbacks: passed to the loop (events ``on_step_end``, ``on_epoch_end``, ``on_checkpoint``).

@@ -132,7 +132,7 @@ def layer_groups(model: ZooModel, n: int) -> list[list[tuple[str, nn.Parameter]]
 
 def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut: str | None = None,
             unfreeze_from: str | None = None, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
-            groups: int = FULL_GROUPS) -> Plan:
+            groups: int = FULL_GROUPS, discriminative: bool = True) -> Plan:
     """Make ``model`` ready to fine-tune (in place): cut, new head, freeze, parameter groups.
 
     Args:
@@ -145,6 +145,8 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
         hidden: the MLP head's hidden width.
         dropout: dropout before the head's last Linear.
         groups: ``full``: number of learning-rate groups including the head.
+        discriminative: ``full``/``partial``: smaller learning rates for body layers. Turn it off for a
+            network trained from random weights, where there are no pretrained features to protect.
 
     Returns:
         The plan: pass ``plan.param_groups`` to ``zoo.finetune.loop.train``.
@@ -200,10 +202,10 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
         frozen_positions = set(range(start))
         unfrozen = [(name, p) for name, position, p in items if position >= start]
         if unfrozen:
-            record("body", unfrozen, PARTIAL_LR_SCALE)
+            record("body", unfrozen, PARTIAL_LR_SCALE if discriminative else 1.0)
     else:  # full
-        body_groups = layer_groups(model, max(1, groups - 1))
-        scales = torch.logspace(-2, 0, steps=len(body_groups) + 1).tolist()[:-1]
+        body_groups = layer_groups(model, max(1, groups - 1) if discriminative else 1)
+        scales = torch.logspace(-2, 0, steps=len(body_groups) + 1).tolist()[:-1] if discriminative else [1.0]
         for i, (members, scale) in enumerate(zip(body_groups, scales, strict=True)):
             record(f"body.{i}", members, round(scale, 6))
     record("head", [(f"head.{n}" if n else "head", p) for n, p in model.head.named_parameters()], 1.0)
