@@ -221,7 +221,8 @@ def load_entry_weights(entry: Entry, *, progress: bool = True) -> dict[str, torc
         save_state_dict(state, target, metadata={"zoo.entry": entry.name, "zoo.converted_from": path.name,
                                                   "zoo.source_sha256": source_sha})
         digest = file_digest(target)
-        write_record(target, sha256=digest, algorithm="sha256", digest=digest, source=f"converted from {path.name}", entry=entry.name, role="weights-converted")
+        write_record(target, sha256=digest, algorithm="sha256", digest=digest, source=f"converted from {path.name}",
+                     entry=entry.name, role="weights-converted")
     return state
 
 
