@@ -69,37 +69,59 @@ def convert(weights_path: str | Path, deploy_path: str | Path | None = None, *,
     return plan_graph(structure, weights=weights, input_shape=input_shape, classifier=classifier)
 
 
-def _release(array: np.ndarray) -> None:
-    """Tell the kernel the file pages behind a copied blob are no longer needed, so the resident size
-    stays near one copy of the weights (the mapping is read-only: pages come back if touched)."""
+def _mapping_of(array: np.ndarray) -> mmap.mmap | None:
     base = array
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base
-    if not isinstance(base, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+    if isinstance(base, memoryview):  # np.frombuffer(mmap) keeps a memoryview of the mapping
+        base = base.obj
+    return base if isinstance(base, mmap.mmap) else None
+
+
+def _release(array: np.ndarray, mapping: mmap.mmap) -> None:
+    """Tell the kernel the file pages behind a copied piece are no longer needed, so the resident size
+    stays near one copy of the weights (the mapping is read-only: pages come back if touched)."""
+    if not hasattr(mmap, "MADV_DONTNEED"):
         return
-    buf = np.frombuffer(base, dtype=np.uint8, count=1)
-    start = array.__array_interface__["data"][0] - buf.__array_interface__["data"][0]
-    del buf
+    origin = np.frombuffer(mapping, dtype=np.uint8, count=1)
+    start = array.__array_interface__["data"][0] - origin.__array_interface__["data"][0]
+    del origin
     lo = start - start % _PAGE
-    hi = min(len(base), start + array.nbytes)
+    hi = min(len(mapping), start + array.nbytes)
     if hi > lo:
         try:
-            base.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
         except (OSError, ValueError):
             pass  # advice only
 
 
+_CHUNK = 16 << 20  # values per copy step: 64 MiB of float32
+
+
 def materialize(plan: Plan) -> dict[str, torch.Tensor]:
-    """Copy every weight of ``plan`` into a float32 tensor: one copy per blob, no intermediate."""
+    """Copy every weight of ``plan`` into a float32 tensor: one copy per blob, no intermediate.
+
+    Blobs that are views of a memory-mapped file are copied in 64 MiB steps, each step's file pages
+    handed back to the kernel, so converting a VGG-sized file needs about one copy of the weights.
+    """
     state: dict[str, torch.Tensor] = {}
     for key, array in plan.tensors.items():
         if array.dtype == np.int64:
             state[key] = torch.from_numpy(np.array(array))
             continue
         out = torch.empty(array.shape, dtype=torch.float32)
-        out.numpy()[...] = array  # the one copy (and the float64 -> float32 cast for double_data)
+        target = out.numpy()
+        mapping = _mapping_of(array)
+        if mapping is not None and array.flags.c_contiguous and array.size > _CHUNK:
+            flat_in, flat_out = array.reshape(-1), target.reshape(-1)
+            for i in range(0, array.size, _CHUNK):
+                flat_out[i:i + _CHUNK] = flat_in[i:i + _CHUNK]
+                _release(flat_in[i:i + _CHUNK], mapping)
+        else:
+            target[...] = array  # the one copy (and the float64 -> float32 cast for double_data)
+            if mapping is not None and array.flags.c_contiguous:
+                _release(array, mapping)
         state[key] = out
-        _release(array)
     plan.tensors = {}
     return state
 
