@@ -648,6 +648,8 @@ def _fetch_locked(entry: Entry, spec: FileSpec, dest: Path, partial: Path, progr
             if err.offline_skip:
                 skipped_offline.append(cand.label)
             continue
+        with open(partial, "rb") as fh:  # durable before it becomes visible under its real name
+            os.fsync(fh.fileno())
         os.replace(partial, dest)
         write_record(dest, sha256=digests.sha256, algorithm=facts["algorithm"], digest=facts["digest"],
                      source=cand.label, entry=entry.name, role=spec.role, extra=facts["extra"])
