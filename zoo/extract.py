@@ -483,7 +483,8 @@ def extract_folder(model: str | os.PathLike | ZooModel | Extractor,
                    resume: bool = True, progress: bool = True, recursive: bool = True) -> ExtractSummary:
     """Extract features for every image in ``inputs`` into ``out`` (``.npz``), resumably.
 
-    Work is cut into chunks of ``chunk_size`` images; each finished chunk is written atomically to
+    When ``out`` already holds the result of this same job (inputs, model, layer, pool), nothing is
+    recomputed. Otherwise work is cut into chunks of ``chunk_size`` images; each finished chunk is written atomically to
     ``<out>.parts/`` beside a manifest, so an interrupted run, started again with the same inputs,
     model and layer, skips the chunks already done. When every chunk is there they are merged into
     ``out`` (see the module docstring for its keys), ``<out stem>.csv`` (``row,path``) and, if files
@@ -537,6 +538,11 @@ def extract_folder(model: str | os.PathLike | ZooModel | Extractor,
         "pool": ex.pool or "none", "count": len(paths), "chunk_size": chunk_size,
         "inputs_sha256": hashlib.sha256("\n".join(paths).encode()).hexdigest(),
     }
+    if resume and rank == 0 and out.is_file():
+        done = _finished(out, manifest, len(paths) + len(rejected))
+        if done is not None:
+            done.seconds = time.perf_counter() - start
+            return done
     manifest_path = parts / "manifest.json"
     if manifest_path.is_file():
         try:
@@ -575,7 +581,7 @@ def extract_folder(model: str | os.PathLike | ZooModel | Extractor,
             return ExtractSummary(out=out, index=out.with_suffix(".csv"), failed_index=None, images=len(paths),
                                   extracted=0, failed=0, resumed=resumed, seconds=time.perf_counter() - start,
                                   merged=False)
-    summary = _merge(parts, n_chunks, paths, rejected, out, ex)
+    summary = _merge(parts, n_chunks, paths, rejected, out, ex, manifest)
     summary.resumed = resumed
     summary.seconds = time.perf_counter() - start
     return summary
@@ -622,8 +628,24 @@ def _wait_for_chunks(parts: Path, n_chunks: int, rank: int) -> None:
         time.sleep(0.5)
 
 
+def _finished(out: Path, manifest: dict[str, Any], images: int) -> ExtractSummary | None:
+    """The summary of ``out`` when it already holds exactly this job's result, else None."""
+    try:
+        with np.load(out, allow_pickle=False) as data:
+            if "job" not in data or json.loads(str(data["job"])) != manifest:
+                return None
+            failed = list(zip(map(str, data["failed_paths"]), map(str, data["failed_reasons"])))
+            n, dim = data["features"].shape if data["features"].ndim == 2 else (0, 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    failed_path = out.with_suffix(".failed.csv")
+    return ExtractSummary(out=out, index=out.with_suffix(".csv"), failed_index=failed_path if failed else None,
+                          images=images, extracted=int(n), failed=len(failed), resumed=images, seconds=0.0,
+                          dim=int(dim), failures=failed)
+
+
 def _merge(parts: Path, n_chunks: int, paths: list[str], rejected: list[tuple[str, str]], out: Path,
-           ex: Extractor) -> ExtractSummary:
+           ex: Extractor, manifest: dict[str, Any]) -> ExtractSummary:
     feats: list[np.ndarray] = []
     index: list[np.ndarray] = []
     failures: list[tuple[int, str, str]] = []
@@ -643,7 +665,8 @@ def _merge(parts: Path, n_chunks: int, paths: list[str], rejected: list[tuple[st
     failed = [(p, r) for _, p, r in sorted(failures)] + list(rejected)
     _save_npz(out, format=np.array(FORMAT), features=features, paths=_str_array(row_paths),
               model=np.array(ex.name), model_ref=np.array(ex.ref), layer=np.array(ex.layer_names[0]), pool=np.array(ex.pool or "none"),
-              failed_paths=_str_array([p for p, _ in failed]), failed_reasons=_str_array([r for _, r in failed]))
+              failed_paths=_str_array([p for p, _ in failed]), failed_reasons=_str_array([r for _, r in failed]),
+              job=np.array(json.dumps(manifest)))
     index_path = out.with_suffix(".csv")
     with atomic_write(index_path, "w") as fh:
         writer = csv.writer(fh, lineterminator="\n")

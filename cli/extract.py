@@ -1,0 +1,113 @@
+"""``zoo extract`` and ``zoo similar``: image features from the command line, and a search over them.
+
+Thin: parse, call ``zoo.extract.extract_folder`` / ``zoo.extract.similar``, print. torch and the
+extractor are imported inside the commands, so ``zoo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+__all__ = ["extract_cmd", "similar_cmd"]
+
+
+@click.command("extract")
+@click.argument("model")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Features file to write (.npz); its index goes beside it (.csv).")
+@click.option("--layer", default="pool", show_default=True,
+              help="Layer to read: pool (pre-logits), logits, or a module path (`zoo info MODEL`, "
+                   "Extractor.layers()).")
+@click.option("--pool", type=click.Choice(["avg", "max", "none"]), default="avg", show_default=True,
+              help="How an intermediate layer's map becomes one row: spatial average, max, or kept whole.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--workers", "-j", type=click.IntRange(min=0), default=None,
+              help="Decoding processes (default: 1 per 4 cores on the CPU, all cores but one with a GPU).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Images per resumable chunk.")
+@click.option("--restart", is_flag=True, help="Discard the chunks of an interrupted run and start over.")
+@click.option("--no-recursive", is_flag=True, help="Do not walk sub-folders.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def extract_cmd(model: str, inputs: tuple[str, ...], out: str, layer: str, pool: str, batch_size: int,
+                workers: int | None, device: str, chunk_size: int, restart: bool, no_recursive: bool,
+                as_json: bool, quiet: bool) -> None:
+    """Extract features of every image in INPUTS with MODEL into --out.
+
+    MODEL is a registry name (`zoo list`) or a model folder (`zoo finetune`, `zoo train`,
+    `zoo import-caffe`). INPUTS are folders, image files, or .txt lists (one path a line).
+    The model's own preprocessing is applied. Unreadable files are skipped and listed in
+    OUT.failed.csv with the reason. An interrupted run, started again, skips what is done.
+    Under torchrun each process extracts a share and rank 0 merges them in input order.
+
+    \b
+    Examples:
+      zoo extract resnet50 photos/ --out feats.npz
+      zoo extract runs/pets photos/ more.txt --out pets.npz --layer layer3
+      torchrun --nproc-per-node 4 -m zoo.cli.main extract resnet50 photos/ --out feats.npz
+
+    \b
+    Reading the result:
+      numpy:  d = np.load("feats.npz"); d["features"], d["paths"]
+      pandas: pd.read_csv("feats.csv")   (row,path; row i is d["features"][i])
+      zoo:    zoo.extract.load_features("feats.npz")
+    """
+    from zoo.extract import extract_folder
+
+    summary = extract_folder(model, list(inputs), out, layer=layer, pool=None if pool == "none" else pool,
+                             device=device, batch_size=batch_size, num_workers=workers, chunk_size=chunk_size,
+                             resume=not restart, progress=not quiet and not as_json,
+                             recursive=not no_recursive)
+    if not summary.merged:
+        if not as_json:
+            click.echo(f"This rank's share is written to {summary.out}.parts; rank 0 merges it.", err=True)
+        return
+    if as_json:
+        click.echo(json.dumps(summary.to_dict()))
+        return
+    resumed = f", {summary.resumed} from an earlier run" if summary.resumed else ""
+    click.echo(f"Extracted {summary.extracted} of {summary.images} images ({summary.dim} values each, "
+               f"layer {layer}{resumed}) in {summary.seconds:.1f} s ({summary.images_per_s:.1f} img/s).")
+    click.echo(f"Wrote {summary.out} and its index {summary.index}.")
+    if summary.failed:
+        click.echo(f"Skipped {summary.failed} unreadable file{'s' if summary.failed != 1 else ''}, listed with "
+                   f"the reason in {summary.failed_index}:", err=True)
+        for path, reason in summary.failures[:5]:
+            click.echo(f"  {path}: {reason}", err=True)
+        if summary.failed > 5:
+            click.echo(f"  ... and {summary.failed - 5} more", err=True)
+
+
+@click.command("similar")
+@click.argument("index", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top-k", "-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per query image.")
+def similar_cmd(index: str, images: tuple[str, ...], top_k: int, device: str, as_json: bool) -> None:
+    """Find the images in INDEX (made by `zoo extract`) most like each of IMAGES.
+
+    The query images go through the same model, layer and pooling the index was built with (the index
+    file names them); neighbours are ranked by cosine similarity (1.0 = same direction).
+
+    \b
+    Examples:
+      zoo extract resnet50 photos/ --out photos.npz
+      zoo similar photos.npz query.jpg --top-k 10
+    """
+    from zoo.extract import collect_inputs, similar
+
+    queries, _ = collect_inputs(images)  # folders expand to their images, one result list each
+    results = similar(index, queries, top_k=top_k, device=device)
+    for query, hits in zip(queries, results):
+        if as_json:
+            click.echo(json.dumps({"query": query,
+                                   "results": [{"path": p, "similarity": round(s, 6)} for p, s in hits]}))
+            continue
+        click.echo(f"{query}:")
+        for rank, (path, score) in enumerate(hits, 1):
+            click.echo(f"  {rank:>2}. {score:6.3f}  {path}")
