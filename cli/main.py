@@ -91,7 +91,10 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``zoo`` console script."""
     try:
-        cli.main(args=argv, prog_name="zoo", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit(n)'s code instead of exiting: pass it on.
+        code = cli.main(args=argv, prog_name="zoo", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except click.Abort:
