@@ -100,6 +100,6 @@ def test_sweep_restores_the_weights():
     model = tiny_model(3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = TensorDataset(torch.randn(32, 3, 16, 16), torch.randint(0, 3, (32,)))
-    result = sweep(model, data, num_iter=20, batch_size=8)
+    result = sweep(model, data, num_iter=12, batch_size=8)
     assert len(result.lrs) > 5
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
