@@ -12,7 +12,7 @@ import click
 
 from zoo.registry import Entry, catalog, env
 from zoo.registry.catalog import SOURCES, list_external, list_models
-from zoo.registry.errors import RegistryError, UnknownModelError
+from zoo.registry.errors import RegistryError
 from zoo.registry.schema import entry_to_dict
 
 __all__ = ["list_cmd", "info_cmd", "card_cmd"]
@@ -81,21 +81,6 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
             click.echo(f"  {x.name}  [{x.source}]")
 
 
-def _entry(name: str) -> Entry:
-    """The curated entry, else (importing timm/torchvision, only on a miss) one from their catalogues."""
-    try:
-        return catalog().get(name)
-    except UnknownModelError:
-        if "." not in name:
-            raise
-        from zoo.external import external_entry
-
-        entry = external_entry(name)
-        if entry is None:
-            raise
-        return entry
-
-
 @click.command("info")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole entry as JSON.")
@@ -108,7 +93,9 @@ def info_cmd(name: str, as_json: bool) -> None:
       zoo info bvlc_googlenet
       zoo info resnet50.tv2_in1k --json
     """
-    entry = _entry(name)
+    from zoo.external import resolve_entry  # timm/torchvision are imported only on a curated miss
+
+    entry = resolve_entry(name)
     if as_json:
         data = entry_to_dict(entry)
         data["cached"] = _cached(entry)

@@ -39,10 +39,9 @@ def _warnings_to_stderr():
 
 
 def _resolve(names):
-    from zoo.registry import catalog
+    from zoo.external import resolve_entry
 
-    cat = catalog()
-    return [cat.get(n) for n in names]  # UnknownModelError (with close matches) before any download
+    return [resolve_entry(n) for n in names]  # UnknownModelError (with close matches) before any download
 
 
 @click.command("download")

@@ -17,10 +17,28 @@ from typing import Any
 
 from zoo.registry.schema import Entry, parse_entry
 
-__all__ = ["external_entry"]
+__all__ = ["external_entry", "resolve_entry"]
 
 _LICENSES = {"apache-2.0": "Apache-2.0", "mit": "MIT", "bsd-3-clause": "BSD-3-Clause", "cc-by-4.0": "CC-BY-4.0",
              "cc-by-nc-4.0": "CC-BY-NC-4.0"}
+
+
+def resolve_entry(name: str) -> Entry:
+    """The curated entry for ``name``, else one made from timm's or torchvision's full catalogue.
+
+    Raises:
+        UnknownModelError: neither knows the name (with close matches from the curated catalogue).
+    """
+    from zoo.registry import catalog
+    from zoo.registry.errors import UnknownModelError
+
+    try:
+        return catalog().get(name)
+    except UnknownModelError:
+        entry = external_entry(name) if "." in name else None
+        if entry is None:
+            raise
+        return entry
 
 
 def external_entry(name: str) -> Entry | None:

@@ -68,25 +68,14 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, num_classes: int 
         raise RunError(f"no model folder at {path}: pass a registry name (`zoo list`), or a folder written "
                        "by `zoo finetune`, `zoo train` or `zoo import-caffe`.")
     else:
-        model = build_model(_resolve(str(name_or_path)), pretrained=pretrained)
+        from .external import resolve_entry
+
+        model = build_model(resolve_entry(str(name_or_path)), pretrained=pretrained)
     if num_classes is not None:
         model.reset_classifier(num_classes)
     if device is not None:
         model.to(device)
     return model.eval()
-
-
-def _resolve(name: str) -> Entry:
-    """The curated entry for ``name``, else one made from timm's or torchvision's full catalogue."""
-    try:
-        return catalog().get(name)
-    except UnknownModelError:
-        from .external import external_entry
-
-        entry = external_entry(name)
-        if entry is None:
-            raise
-        return entry
 
 
 def _is_model_dir(path: Path) -> bool:

@@ -690,9 +690,9 @@ def _raise_failure(entry: Entry, spec: FileSpec, attempts: list[tuple[str, str]]
 def _entry(name_or_entry: str | Entry) -> Entry:
     if isinstance(name_or_entry, Entry):
         return name_or_entry
-    from zoo.registry import catalog
+    from .external import resolve_entry  # curated first; timm/torchvision imported only on a miss
 
-    return catalog().get(name_or_entry)
+    return resolve_entry(name_or_entry)
 
 
 def download(name_or_entry: str | Entry, *, force: bool = False, progress: bool = True) -> dict[str, Path]:
