@@ -313,3 +313,26 @@ def test_similar_finds_the_image_itself(folder, tmp_path):
     assert len(hits[0]) == 3 and hits[0][0][1] >= hits[0][1][1] >= hits[0][2][1]
     with pytest.raises(DataError, match="in-memory"):
         similar(out, photo(1))  # the index names "tiny", an unnamed in-memory model... registry lookup
+
+
+def test_caffe_style_preprocessing_bgr_255_mean_image():
+    """BGR, 0-255, a per-pixel mean image: the transform the model carries is the one applied (split
+    between the workers and the batch)."""
+    model = tiny_model()
+    model.preprocessing = Preprocessing(input_size=(3, 32, 32), resize=36, channel_order="BGR", scale=255.0,
+                                        mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0))
+    model.mean_image = torch.rand(3, 36, 36) * 255
+    images = [photo(i) for i in range(3)]
+    got = Extractor(model, device="cpu")(images)
+    np.testing.assert_allclose(got, reference(model, images, "pool"), rtol=1e-4, atol=1e-4)
+
+
+def test_draft_decoding_stays_close(tmp_path):
+    model = tiny_model()
+    path = tmp_path / "big.jpg"
+    photo(5, (1200, 900)).save(path, quality=92)
+    full = Extractor(model, device="cpu")(path)
+    fast = Extractor(model, device="cpu", draft=True)(path)
+    assert not np.array_equal(full, fast)  # draft really decoded at a smaller scale
+    cosine = float((full * fast).sum() / np.linalg.norm(full) / np.linalg.norm(fast))
+    assert cosine > 0.999

@@ -1,0 +1,201 @@
+"""Feature extraction throughput: zoo extract against a naive loop and against the model alone.
+
+Makes a folder of JPEGs (256-500 px a side, varied sizes; smooth colour fields, edges and noise, so
+they decode like photos), then, for each model, prints images/s for
+
+  (a) naive: a per-image loop as an app would write it: PIL open, the model's transform, forward one
+      image at a time (eval, no_grad, default memory format);
+  (b) model alone: ready preprocessed tensors at the zoo's batch size and settings (Extractor.forward);
+  (c) zoo extract end to end: extract_folder on the whole folder (decode in workers, batches, the
+      features file and its index written),
+
+the ratios c/b and c/a, and peak memory (PSS of the main process + decoding workers, sampled). With
+``--memory-check`` (c) also runs on a quarter of the folder first, to show peak memory does not grow
+with the folder's size. Weights are random (same compute as pretrained).
+
+Usage:
+    python benchmarks/extract.py                                   # CPU, 2000 images, resnet50 + resnet18
+    python benchmarks/extract.py --images 300 --models resnet18    # a quick check
+    python benchmarks/extract.py --device cuda --images 2000       # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """``n`` JPEGs in ``folder`` (reused when they are already there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = sorted(folder.glob("*.jpg"))
+    if len(existing) >= n:
+        return existing[:n]
+    rng = np.random.default_rng(seed)
+    for i in range(len(existing), n):
+        w, h = (int(v) for v in rng.integers(256, 501, 2))
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        img = np.empty((h, w, 3), np.float32)
+        for c in range(3):
+            fx, fy, ph = rng.uniform(0.005, 0.04, 2).tolist() + [rng.uniform(0, 6.3)]
+            img[..., c] = 128 + 90 * np.sin(xx * fx + ph) * np.cos(yy * fy)
+        # a few hard-edged shapes and sensor-like noise: JPEG content, not flat gradients
+        for _ in range(4):
+            x0, y0 = rng.integers(0, w - 40), rng.integers(0, h - 40)
+            img[y0:y0 + rng.integers(20, 120), x0:x0 + rng.integers(20, 120)] = rng.uniform(0, 255, 3)
+        img += rng.normal(0, 8, img.shape)
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"img{i:05d}.jpg",
+                                                                quality=int(rng.integers(80, 96)))
+    return sorted(folder.glob("*.jpg"))[:n]
+
+
+class PeakRSS:
+    """Samples the memory of this process plus its children (the DataLoader workers), as PSS."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    @staticmethod
+    def _rss(pid: int) -> int:
+        # PSS, not RSS: forked workers share the parent's pages (torch's libraries, the model), and
+        # summing RSS would count those once per worker.
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def _children(self) -> list[int]:
+        pids = []
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        return pids
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss(os.getpid()) + sum(self._rss(p) for p in self._children()))
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def build(name: str):
+    """A timm architecture with random weights in the zoo contract, ImageNet preprocessing."""
+    import timm
+    import torch
+
+    from zoo.model import ZooModel, split_classifier
+    from zoo.registry.schema import Preprocessing
+
+    torch.manual_seed(0)
+    net = timm.create_model(name, pretrained=False)
+    body, head = split_classifier(net, "fc")
+    return ZooModel(body, head, num_features=head.in_features, name=name,
+                    preprocessing=Preprocessing(input_size=(3, 224, 224), resize=256)).eval()
+
+
+def naive(model, paths: list[Path], device: str) -> float:
+    import torch
+
+    model = model.to(device).to(memory_format=torch.contiguous_format)
+    transform = model.transforms
+    start = time.perf_counter()
+    with torch.no_grad():
+        for path in paths:
+            im = Image.open(path).convert("RGB")
+            x = transform(im).unsqueeze(0).to(device)
+            model.body(x).cpu()
+    return len(paths) / (time.perf_counter() - start)
+
+
+def model_alone(ex, batches: int) -> float:
+    import torch
+
+    x = torch.randn(ex.batch_size, *ex.model.input_size)
+    ex.forward(x)  # warm-up
+    if ex.device.type == "cuda":
+        x = x.to(ex.device)
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(batches):
+        ex.forward(x).get("pool").cpu()
+    return batches * ex.batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--naive-images", type=int, default=200, help="images for the naive loop (a)")
+    parser.add_argument("--model-batches", type=int, default=6, help="batches timed for (b)")
+    parser.add_argument("--models", default="resnet50,resnet18")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA for (b) and (c)")
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "zoo-bench-images")
+    parser.add_argument("--memory-check", action="store_true",
+                        help="also run (c) on a quarter of the images and compare peak memory")
+    args = parser.parse_args()
+
+    import torch
+
+    from zoo.extract import Extractor, extract_folder
+
+    print(f"# zoo extract benchmark: {args.images} JPEGs, device {args.device}, batch {args.batch_size}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpus {os.cpu_count()}, "
+          f"load {os.getloadavg()[0]:.2f}")
+    t = time.perf_counter()
+    paths = make_images(args.dir, args.images)
+    print(f"images ready in {args.dir} ({time.perf_counter() - t:.1f} s)")
+    out_dir = Path(tempfile.mkdtemp(prefix="zoo-bench-out-"))
+    try:
+        for name in args.models.split(","):
+            model = build(name)
+            a = naive(model, paths[: args.naive_images], args.device)
+            ex = Extractor(model, device=args.device, batch_size=args.batch_size, num_workers=args.workers,
+                           amp=args.amp)
+            b = model_alone(ex, args.model_batches)
+            runs = [paths[: len(paths) // 4], paths] if args.memory_check else [paths]
+            for subset in runs:
+                folder = out_dir / f"list-{len(subset)}.txt"
+                folder.write_text("\n".join(str(p) for p in subset))
+                out = out_dir / f"{name}-{len(subset)}.npz"
+                with PeakRSS() as rss:
+                    start = time.perf_counter()
+                    summary = extract_folder(ex, [folder], out, progress=False)
+                    seconds = time.perf_counter() - start
+                c = summary.extracted / seconds
+                assert summary.extracted == len(subset) and summary.failed == 0
+                print(f"{name:9s} n={len(subset):5d}  (a) naive {a:7.1f} img/s   (b) model alone {b:7.1f} img/s   "
+                      f"(c) zoo extract {c:7.1f} img/s   c/b {c / b:5.2f}   c/a {c / a:5.2f}   "
+                      f"peak PSS {rss.peak / 2**20:6.0f} MiB   workers {ex.num_workers}   "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
+            del ex, model
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
