@@ -279,8 +279,8 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None, config: Train
 
     Args:
         model: any ``nn.Module`` mapping a batch of inputs to outputs ``loss_fn`` accepts (logits).
-        train_data: a Dataset of ``(x, y)``, a DataLoader (used as given), or a dataset with
-            ``get_batch(indices)``.
+        train_data: a Dataset of ``(x, y)``, a DataLoader (used as given: under DDP give it a
+            ``DistributedSampler`` yourself), or a dataset with ``get_batch(indices)``.
         val_data: the same kinds, or None (then ``monitor`` falls back to ``train_loss``).
         config: a ``TrainConfig`` (defaults when None).
         run_dir: folder for ``checkpoint.pt`` and ``metrics.jsonl``; None writes nothing.
@@ -462,7 +462,9 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None, config: Train
                 loss_sum, seen_all = totals[0], int(totals[1].item())
             else:
                 seen_all = seen
-            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(loss_sum.item()) / max(1, seen_all),
+            # After a mid-epoch resume the epoch's train_loss covers the batches run since the resume.
+            train_loss = float(loss_sum.item()) / seen_all if seen_all else float("nan")
+            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
                                    "lr": lr_now, "images_per_s": seen_all / max(seconds, 1e-9),
                                    "seconds": seconds, "step": step}
             if peak and cfg.flops_per_sample:
