@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 
 import numpy as np
 import pytest
@@ -111,14 +112,30 @@ def test_features_equal_the_models_own_forward(family, tmp_path):
 
 
 def test_caffe_import_features_equal_forward(tmp_path):
+    """A Caffe model (written by an independent writer, imported with zoo.caffe) through the Extractor:
+    its BGR 0-255 mean-subtracted preprocessing, its blob names as layers."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("proto") is None or importlib.util.find_spec("google.protobuf") is None:
+        pytest.skip("caffe-onnx (test-only .caffemodel writer) is not installed")
     caffe = pytest.importorskip("zoo.caffe")
-    make = getattr(caffe, "make_test_model", None)
-    if make is None:
-        pytest.skip("zoo.caffe has no test-model builder yet (make_test_model)")
-    model = make(tmp_path)
-    images = [photo(i, (80, 70)) for i in range(3)]
-    got = Extractor(model, device="cpu")(images)
-    np.testing.assert_allclose(got, reference(model, images, "pool"), rtol=1e-4, atol=1e-4)
+    nets = Path(__file__).parents[1] / "caffe" / "nets.py"
+    # A fresh process: the writer needs protobuf's pure-python backend, chosen before its first import.
+    subprocess.run([sys.executable, str(nets), "googlenet", "0", str(tmp_path / "net")], check=True,
+                   env={**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"})
+    deploy, weights = tmp_path / "net" / "deploy.prototxt", tmp_path / "net" / "model.caffemodel"
+    out = caffe.import_caffe(weights, deploy, out_dir=tmp_path / "gnet", name="gnet.mine")
+    import zoo
+
+    model = zoo.load(out)
+    images = [photo(i, (90 + 9 * i, 80)) for i in range(3)]
+    layers = ["pool", "pool5/7x7_s1", "inception_4e/output"]
+    got = Extractor(out, layer=layers, device="cpu", batch_size=2)(images)
+    for layer in layers:
+        np.testing.assert_allclose(got[layer], reference(model, images, layer), rtol=1e-4, atol=1e-3)
 
 
 def test_every_input_kind_gives_the_same_row(tmp_path):
