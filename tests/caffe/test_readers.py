@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 from zoo.caffe import convert, read_caffemodel, read_prototxt
 from zoo.caffe.graph import plan_graph
@@ -214,3 +215,15 @@ def test_unknown_classifier_and_v0_and_mixed_formats(pb2, write_net):
     both.layers.add(name="b")
     with pytest.raises(CaffeError, match="both 'layer'"):
         parse_caffemodel(both.SerializeToString(), "mixed.caffemodel")
+
+
+def test_prototxt_alone_builds_an_initialised_net(write_net):
+    deploy, _model = write_net("resnet")
+    plan = plan_graph(read_prototxt(deploy), init=0)
+    from zoo.caffe import materialize, model_from_plan
+
+    model = model_from_plan(plan, materialize(plan))
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 10)
+    with pytest.raises(CaffeError, match="has no weights"):
+        plan_graph(read_prototxt(deploy))

@@ -129,7 +129,7 @@ def _fail(net: NetSpec, layer: Layer | None, what: str) -> CaffeError:
 
 # -- the plan ------------------------------------------------------------------------------------
 def plan_graph(net: NetSpec, *, weights: NetSpec | None = None, input_shape: tuple[int, ...] | None = None,
-               classifier: str | None = None) -> Plan:
+               classifier: str | None = None, init: int | None = None) -> Plan:
     """Work out the deploy net of ``net`` and resolve every layer into an ``Op``.
 
     Args:
@@ -138,6 +138,9 @@ def plan_graph(net: NetSpec, *, weights: NetSpec | None = None, input_shape: tup
         input_shape: (C, H, W) of the input; default: the net's own input/Input layer/data layer.
         classifier: Caffe layer name of the final classifier (an InnerProduct); the graph ends at its
             output. Default: the last layer (a trailing Softmax is left out: the zoo returns logits).
+        init: give layers without weights fresh random ones from this seed (He-normal weights, zero
+            biases, BatchNorm mean 0 / variance 1, Scale 1 / 0) instead of failing: a net from its
+            prototxt alone, for training from scratch.
 
     Raises:
         CaffeError: naming the file, the layer and the type, for unsupported layers or parameters, a
@@ -203,7 +206,7 @@ def plan_graph(net: NetSpec, *, weights: NetSpec | None = None, input_shape: tup
     input_blob = external[0]
     shape = _input_shape(net, input_blob, input_layers, input_shape, chosen, blob_source)
     return _resolve(net, chosen, input_blob, shape, output, classifier is not None or
-                    compute[end].type == "InnerProduct", blob_source)
+                    compute[end].type == "InnerProduct", blob_source, init)
 
 
 def _input_shape(net: NetSpec, blob: str, input_layers: list[Layer], given, chosen, blob_source) -> list[int]:
@@ -233,6 +236,19 @@ def _input_shape(net: NetSpec, blob: str, input_layers: list[Layer], given, chos
                     return [int(src.blobs[0].shape[1]), int(crop), int(crop)]
     raise _fail(net, None, f"does not say the size of its input {blob!r}; give input_shape=(C, H, W) "
                 "(--input C,H,W on the command line, or architecture.kwargs.input in the entry)")
+
+
+def _init_blob(seed: int, type_: str, index: int, shape: tuple[int, ...]) -> Blob:
+    """A fresh parameter blob for ``init``: He-normal weights, zero biases, identity BatchNorm/Scale."""
+    if type_ in ("Convolution", "InnerProduct") and index == 0:
+        rng = np.random.default_rng([seed, *shape])
+        fan_in = math.prod(shape[1:]) or 1
+        data = (rng.standard_normal(math.prod(shape)) * math.sqrt(2.0 / fan_in)).astype(np.float32)
+    elif (type_, index) in (("BatchNorm", 1), ("BatchNorm", 2), ("Scale", 0)):
+        data = np.ones(math.prod(shape), np.float32)  # BN variance and scale factor, Scale gamma
+    else:
+        data = np.zeros(math.prod(shape), np.float32)
+    return Blob(tuple(shape), data)
 
 
 def _fit(net: NetSpec, layer: Layer, blob: Blob, want: tuple[int, ...], what: str) -> np.ndarray:
@@ -276,7 +292,7 @@ def _axis(axis: int, ndim: int, net, layer) -> int:
 
 
 def _resolve(net: NetSpec, chosen: list[Layer], input_blob: str, input_shape: list[int], output: str,
-             has_classifier: bool, blob_source: dict[str, Layer]) -> Plan:
+             has_classifier: bool, blob_source: dict[str, Layer], init: int | None = None) -> Plan:
     shapes: dict[str, tuple[int, ...]] = {input_blob: (1, *input_shape)}
     ops: list[Op] = []
     tensors: dict[str, np.ndarray] = {}
@@ -292,8 +308,10 @@ def _resolve(net: NetSpec, chosen: list[Layer], input_blob: str, input_shape: li
             version[t] = i + 1
     skip_next: set[int] = set()
 
-    def blobs_of(layer: Layer, lo: int, hi: int) -> list[Blob]:
+    def blobs_of(layer: Layer, lo: int, hi: int, want: list[tuple[int, ...]]) -> list[Blob]:
         src = blob_source.get(layer.name)
+        if src is None and init is not None:
+            return [_init_blob(init, layer.type, i, shape) for i, shape in enumerate(want)]
         if src is None:
             raise _fail(net, layer, "has no weights (no layer of that name in the weights file holds blobs)")
         if src.type != layer.type:
@@ -350,7 +368,8 @@ def _resolve(net: NetSpec, chosen: list[Layer], input_blob: str, input_shape: li
                 raise _fail(net, layer, f"the kernel {kernel} (dilation {dil}) is larger than its padded input "
                             f"{x[2:]} (input too small?)")
             bias = bool(p.get("bias_term", True))
-            blobs = blobs_of(layer, 2 if bias else 1, 2 if bias else 1)
+            blobs = blobs_of(layer, 2 if bias else 1, 2 if bias else 1,
+                             [(cout, cin // groups, *kernel), (cout,)][:2 if bias else 1])
             tensors[f"{module}.weight"] = _fit(net, layer, blobs[0], (cout, cin // groups, *kernel), "weight")
             if bias:
                 tensors[f"{module}.bias"] = _fit(net, layer, blobs[1], (cout,), "bias")
@@ -416,8 +435,10 @@ def _resolve(net: NetSpec, chosen: list[Layer], input_blob: str, input_shape: li
             if n < 1:
                 raise _fail(net, layer, "num_output must be positive")
             bias = bool(p.get("bias_term", True))
-            blobs = blobs_of(layer, 2 if bias else 1, 2 if bias else 1)
-            if p.get("transpose", False):
+            transpose = bool(p.get("transpose", False))
+            blobs = blobs_of(layer, 2 if bias else 1, 2 if bias else 1,
+                             [(k, n) if transpose else (n, k), (n,)][:2 if bias else 1])
+            if transpose:
                 tensors[f"{module}.weight"] = _fit(net, layer, blobs[0], (k, n), "weight").T
             else:
                 tensors[f"{module}.weight"] = _fit(net, layer, blobs[0], (n, k), "weight")
@@ -460,7 +481,7 @@ def _resolve(net: NetSpec, chosen: list[Layer], input_blob: str, input_shape: li
         elif t == "BatchNorm":
             p = layer.param("batch_norm_param")
             c = x[1]
-            blobs = blobs_of(layer, 3, 3)
+            blobs = blobs_of(layer, 3, 3, [(c,), (c,), (1,)])
             factor_blob = _fit(net, layer, blobs[2], (1,), "scale factor")
             s = float(factor_blob.reshape(-1)[0])
             factor = 0.0 if s == 0 else 1.0 / s
@@ -475,7 +496,7 @@ def _resolve(net: NetSpec, chosen: list[Layer], input_blob: str, input_shape: li
                 sp = nxt.param("scale_param")
                 if sp.get("axis", 1) == 1 and sp.get("num_axes", 1) == 1:
                     sbias = bool(sp.get("bias_term", False))
-                    sblobs = blobs_of(nxt, 2 if sbias else 1, 2 if sbias else 1)
+                    sblobs = blobs_of(nxt, 2 if sbias else 1, 2 if sbias else 1, [(c,), (c,)][:2 if sbias else 1])
                     taken.discard(module)
                     module = sanitize(nxt.name, taken)
                     tensors[f"{module}.weight"] = _fit(net, nxt, sblobs[0], (c,), "scale")
@@ -494,7 +515,7 @@ def _resolve(net: NetSpec, chosen: list[Layer], input_blob: str, input_shape: li
             if p.get("axis", 1) != 1 or p.get("num_axes", 1) != 1:
                 raise _fail(net, layer, "scale_param axis/num_axes other than 1 are not supported")
             bias = bool(p.get("bias_term", False))
-            blobs = blobs_of(layer, 2 if bias else 1, 2 if bias else 1)
+            blobs = blobs_of(layer, 2 if bias else 1, 2 if bias else 1, [(x[1],), (x[1],)][:2 if bias else 1])
             tensors[f"{module}.weight"] = _fit(net, layer, blobs[0], (x[1],), "scale")
             if bias:
                 tensors[f"{module}.bias"] = _fit(net, layer, blobs[1], (x[1],), "bias")

@@ -262,9 +262,10 @@ class NetSpec:
 
 
 # -- decoding ------------------------------------------------------------------------------------
-def _scalar(kind: str, buf, wire_type: int, a: int, b: int, enum_ok: bool = True) -> Any:
-    if kind in ("int32", "enum"):
-        return wire.to_signed(a, 32) if kind == "int32" else wire.to_signed(a, 32)
+def _scalar(kind: str, buf, a: int) -> Any:
+    """One scalar: ``a`` is a varint's value, or the byte offset of a 32/64-bit value."""
+    if kind in ("int32", "enum"):  # negative int32/enum values are 10-byte two's-complement varints
+        return wire.to_signed(a, 64)
     if kind == "int64":
         return wire.to_signed(a, 64)
     if kind == "uint32":
@@ -283,7 +284,7 @@ def _packed(kind: str, buf, a: int, b: int) -> list[Any]:
         return [float(v) for v in wire.floats_packed(buf, a, b)]
     if kind == "double":
         return [float(v) for v in wire.doubles_packed(buf, a, b)]
-    return [_scalar(kind, buf, VARINT, v, 0) for v in wire.varints_packed(buf, a, b)]
+    return [_scalar(kind, buf, v) for v in wire.varints_packed(buf, a, b)]
 
 
 def decode_message(buf, a: int, b: int, type_: str, depth: int = 0) -> Message:
@@ -319,7 +320,7 @@ def decode_message(buf, a: int, b: int, type_: str, depth: int = 0) -> Message:
         elif wt == LEN:  # a packed repeated scalar
             msg.fields.setdefault(name, []).extend(_packed(kind, buf, x, y))
         else:
-            msg.add(name, _scalar(kind, buf, wt, x, y))
+            msg.add(name, _scalar(kind, buf, x))
     return msg
 
 
