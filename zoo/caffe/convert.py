@@ -424,6 +424,10 @@ def load_dir(path: str | Path) -> ZooModel:
 
     Raises:
         CaffeError: a missing or damaged file in the folder.
+
+    Example:
+        >>> model = load_dir("mynet")           # doctest: +SKIP  (zoo.load("mynet") does the same)
+        >>> model.forward_layers(x, ["pool5/7x7_s1"])   # doctest: +SKIP
     """
     directory = Path(path)
     if not (directory / GRAPH_FILE).is_file():

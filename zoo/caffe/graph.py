@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -66,8 +66,9 @@ class Plan:
     tensors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # "<module>.<param>" -> array
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("tensors")
+        """Plain data for ``graph.json`` (the weights are left out, and never deep-copied)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("tensors", "ops")}
+        d["ops"] = [asdict(op) for op in self.ops]
         return {"format": "zoo-caffe-graph", "version": 1, **d}
 
     @classmethod
@@ -145,6 +146,11 @@ def plan_graph(net: NetSpec, *, weights: NetSpec | None = None, input_shape: tup
     Raises:
         CaffeError: naming the file, the layer and the type, for unsupported layers or parameters, a
             missing or misshapen weight, or an input that cannot be determined.
+
+    Example:
+        >>> weights = read_caffemodel("bvlc_googlenet.caffemodel")                    # doctest: +SKIP
+        >>> plan = plan_graph(read_prototxt("deploy.prototxt"), weights=weights)      # doctest: +SKIP
+        >>> graph = build_graph(plan); graph.load_state_dict(materialize(plan), assign=True)  # doctest: +SKIP
     """
     weights = weights or net
     blob_source = {layer.name: layer for layer in weights.layers if layer.blobs}
@@ -327,7 +333,8 @@ def _resolve(net: NetSpec, chosen: list[Layer], input_blob: str, input_shape: li
         t = layer.type
         if t not in SUPPORTED_TYPES:
             raise _fail(net, layer, f"type {t!r} is not supported by the converter (supported: "
-                        f"{', '.join(SUPPORTED_TYPES)})")
+                        f"{', '.join(SUPPORTED_TYPES)}); give a deploy .prototxt without it, or ask for the "
+                        "layer to be added")
         missing = [b for b in layer.bottoms if b not in shapes]
         if missing:
             raise _fail(net, layer, f"reads blob {missing[0]!r} before any layer writes it")
