@@ -26,7 +26,7 @@ from .datasets import BUILTIN, TensorImageDataset, load_dataset
 from .loop import TrainConfig, TrainResult, evaluate, train
 from .recipes import recipe_for
 
-__all__ = ["train_scratch", "ScratchResult", "build_scratch_model", "FLAT_BUILDERS"]
+__all__ = ["train_scratch", "ScratchResult", "build_scratch_model", "train_flops_per_sample", "FLAT_BUILDERS"]
 
 FLAT_BUILDERS = ("softmax", "mlp_sigmoid", "mlp_relu")  # these need the input size
 SMALL_STEM_BUILDERS = ("googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -86,6 +86,20 @@ def build_scratch_model(arch: str, *, in_chans: int, num_classes: int, image_siz
     model.build_spec = {"library": "zoo", "builder": builder, "kwargs": kwargs, "in_chans": in_chans,
                         "num_classes": num_classes}
     return model
+
+
+def train_flops_per_sample(model: torch.nn.Module, input_size: tuple[int, int, int]) -> float:
+    """Training FLOPs per sample, taken as 3x the forward FLOPs that torch's FlopCounterMode counts
+    (backward costs about twice the forward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_size, device=device))
+    model.train(was_training)
+    return 3.0 * counter.get_total_flops()
 
 
 def _preprocessing(ds: TensorImageDataset) -> Preprocessing:
@@ -155,6 +169,8 @@ def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs
     on_gpu = torch.cuda.is_available() and device != "cpu"
     settings.update(seed=seed, device=device, amp=amp, compile=compile,
                     channels_last=(on_gpu and builder not in FLAT_BUILDERS) if channels_last is None else channels_last)
+    if flops_per_sample is None and on_gpu:
+        flops_per_sample = train_flops_per_sample(model, train_ds.input_size)  # for the MFU in the log
     if flops_per_sample:
         settings["flops_per_sample"] = flops_per_sample
     config = TrainConfig.from_dict(settings)
