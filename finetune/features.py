@@ -128,14 +128,15 @@ def extract(model: ZooModel, paths: Sequence[Path], *, batch_size: int = 64, dev
 
 
 def cached_features(model: ZooModel, paths: Sequence[Path], hashes: Sequence[str], *, batch_size: int = 64,
-                    device: str | torch.device = "cpu", num_workers: int = 0, progress: bool = False
-                    ) -> tuple[torch.Tensor, bool, Path]:
+                    device: str | torch.device = "cpu", num_workers: int = 0, progress: bool = False,
+                    key: str | None = None) -> tuple[torch.Tensor, bool, Path]:
     """Body features for ``paths``, from the cache when the same model saw the same file contents.
 
     Args:
         model: the (frozen) model; its key covers weights, cut layer and preprocessing.
         paths: image files, in the order the features should come back.
         hashes: their sha256 (from the split manifest).
+        key: ``model_key(model)`` when the caller has it (hashing a large body takes a moment).
 
     Returns:
         (features (N, D) float32, True when read from the cache, the cache file).
@@ -147,7 +148,7 @@ def cached_features(model: ZooModel, paths: Sequence[Path], hashes: Sequence[str
 
     if len(paths) != len(hashes):
         raise ValueError(f"{len(paths)} paths but {len(hashes)} digests")
-    path = cache_path(model_key(model), files_key(hashes))
+    path = cache_path(key or model_key(model), files_key(hashes))
     if path.is_file():
         try:
             feats = load_file(str(path))["features"]

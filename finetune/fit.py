@@ -90,7 +90,7 @@ def setup(model: str | Path | ZooModel, split: Split, *, strategy: str = "linear
     """
     from zoo.preprocess import train_transform
 
-    from .features import LabelledImages, cached_features, image_mode
+    from .features import LabelledImages, cached_features, image_mode, model_key
 
     # Random initial weights (a new head; the whole network with pretrained=False) come from the
     # global RNG: seed it so a run repeats.
@@ -103,9 +103,10 @@ def setup(model: str | Path | ZooModel, split: Split, *, strategy: str = "linear
         dev = _device(device)
         feats: dict[str, Any] = {}
         data: dict[str, Dataset] = {}
+        key = model_key(net)
         for part in split.parts:
             x, hit, path = cached_features(net, split.paths(part), split.hashes(part), batch_size=batch_size,
-                                           device=dev, num_workers=num_workers, progress=progress)
+                                           device=dev, num_workers=num_workers, progress=progress, key=key)
             feats[part] = {"cache": str(path), "hit": hit, "count": int(x.shape[0])}
             data[part] = TensorDataset(x, labels[part])
         net.to("cpu")
