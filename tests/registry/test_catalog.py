@@ -112,7 +112,8 @@ def test_fnmatch_pattern_and_natural_sort():
 
 
 def test_bare_word_matches_as_substring_and_aliases_match():
-    assert {e.name for e in list_models("googlenet")} == {"googlenet.tv_in1k", "bvlc_googlenet.caffe_in1k"}
+    assert {e.name for e in list_models("googlenet")} == {"googlenet.tv_in1k", "bvlc_googlenet.caffe_in1k",
+                                                          "googlenet.scratch"}
     assert [e.name for e in list_models("caffe_nin")] == ["nin_imagenet.caffe_in1k"]
     assert list_models("no-such-model-anywhere") == []
 
