@@ -14,7 +14,7 @@ Every part has an explicit time budget and prints everything as it goes; the who
 fit ~8 minutes on one H100. Run:
 
     python benchmarks/gpu_train.py --part r50 --budget 150
-    python benchmarks/gpu_train.py --part fmnist --budget 300 --epochs 30
+    python benchmarks/gpu_train.py --part fmnist --budget 300 --epochs 40
     python benchmarks/gpu_train.py --part all
     python benchmarks/gpu_train.py --smoke          # tiny CPU run: checks the script itself
 """
@@ -166,7 +166,7 @@ def part_fmnist(args, device: torch.device) -> dict:
            "mean_images_per_s": round(sum(h["images_per_s"] for h in result.history) / len(result.history)),
            "config": {k: v for k, v in result.config.to_dict().items() if k in (
                "optimizer", "lr", "batch_size", "weight_decay", "schedule", "label_smoothing", "amp",
-               "channels_last", "compile")}, "augment": args.augment or "recipe (crop_flip)"}
+               "channels_last", "compile")}, "augment": args.augment or "recipe (crop_flip_erase)"}
     print("[fmnist] " + json.dumps(out), flush=True)
     return out
 
@@ -181,8 +181,9 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="r50: eager mode")
     parser.add_argument("--no-channels-last", action="store_true", help="r50: NCHW")
     parser.add_argument("--compile", action="store_true", help="fmnist: torch.compile the ResNet-18")
-    parser.add_argument("--epochs", type=int, default=30, help="fmnist: epochs (the schedule's length)")
-    parser.add_argument("--augment", choices=["none", "flip", "crop", "crop_flip"], help="fmnist: override")
+    parser.add_argument("--epochs", type=int, default=40, help="fmnist: epochs (the schedule's length)")
+    parser.add_argument("--augment", choices=["none", "flip", "crop", "crop_flip", "crop_flip_erase"],
+                        help="fmnist: override the recipe's crop_flip_erase")
     parser.add_argument("--out", help="fmnist: run folder to keep (default: none)")
     parser.add_argument("--data-root", help="fmnist: folder holding fashion-mnist/ (default: found automatically)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on whatever device: tests the script")

@@ -23,7 +23,8 @@ DATA_HELP = "fashion-mnist, mnist, cifar10, or a folder of class folders (option
 @click.option("--batch-size", type=click.IntRange(min=1), help="Per-process batch size (DDP: global = this x N).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the recipe's peak learning rate.")
 @click.option("--classes", help="Keep only these class indices, e.g. 0,1,2,3,4 (relabelled 0..k-1).")
-@click.option("--augment", type=click.Choice(["none", "flip", "crop", "crop_flip"]), help="Override the recipe's augmentation.")
+@click.option("--augment", type=click.Choice(["none", "flip", "crop", "crop_flip", "crop_flip_erase"]),
+              help="Override the recipe's augmentation.")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda, cuda:1 ...")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: on for GPUs, off on the CPU).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")

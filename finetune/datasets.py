@@ -26,7 +26,7 @@ __all__ = ["TensorImageDataset", "load_dataset", "find_fashion_mnist", "read_idx
            "BUILTIN", "FASHION_MNIST_CLASSES", "AUGMENTATIONS"]
 
 BUILTIN = ("fashion-mnist", "mnist", "cifar10")
-AUGMENTATIONS = ("none", "flip", "crop", "crop_flip")
+AUGMENTATIONS = ("none", "flip", "crop", "crop_flip", "crop_flip_erase")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot")
 MNIST_CLASSES = tuple(str(i) for i in range(10))
@@ -47,7 +47,9 @@ class TensorImageDataset(torch.utils.data.Dataset):
 
     ``get_batch(indices)`` returns a whole normalised float batch at once (the training loop's fast
     path); with ``augment`` set, it applies ``flip`` (random horizontal flip), ``crop`` (pad by
-    ``pad`` pixels and take a random crop of the original size) or ``crop_flip`` to that batch.
+    ``pad`` pixels and take a random crop of the original size), ``crop_flip``, or ``crop_flip_erase``
+    (plus random erasing, Zhong et al. 2020: half the images get a rectangle of 2-40% of their area,
+    aspect 0.3-3.3, set to the mean) to that batch.
 
     Attributes:
         images, labels: the tensors. classes: the class names. mean, std: per-channel normalisation.
@@ -91,6 +93,8 @@ class TensorImageDataset(torch.utils.data.Dataset):
         if "flip" in self.augment:
             flip = torch.rand(x.shape[0]) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        if "erase" in self.augment:
+            x = _random_erase(x)
         return x, self.labels[indices]
 
 
@@ -103,6 +107,25 @@ def _random_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
     rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1)
     cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w)
     return padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(c).view(1, c, 1, 1), rows, cols]
+
+
+def _random_erase(x: torch.Tensor, p: float = 0.5, area: tuple[float, float] = (0.02, 0.4),
+                  aspect: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+    """Random erasing on a normalised batch: one rectangle per chosen image set to 0 (the mean)."""
+    n, _, h, w = x.shape
+    target = torch.empty(n).uniform_(*area) * h * w
+    log_r = torch.empty(n).uniform_(float(np.log(aspect[0])), float(np.log(aspect[1])))
+    ratio = torch.exp(log_r)
+    eh = torch.sqrt(target * ratio).round().clamp(1, h).long()
+    ew = torch.sqrt(target / ratio).round().clamp(1, w).long()
+    y0 = (torch.rand(n) * (h - eh + 1)).long()
+    x0 = (torch.rand(n) * (w - ew + 1)).long()
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    inside = ((rows >= y0.view(n, 1, 1)) & (rows < (y0 + eh).view(n, 1, 1))
+              & (cols >= x0.view(n, 1, 1)) & (cols < (x0 + ew).view(n, 1, 1)))
+    chosen = (torch.rand(n) < p).view(n, 1, 1)
+    return x.masked_fill((inside & chosen).unsqueeze(1), 0.0)
 
 
 def read_idx(path: str | Path) -> np.ndarray:

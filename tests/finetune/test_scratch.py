@@ -87,6 +87,20 @@ def test_crop_augmentation_shifts_without_changing_content():
     assert torch.all((x == 0) | (x == 1.0))
 
 
+def test_random_erasing_blanks_one_rectangle_in_about_half_the_images():
+    ds = TensorImageDataset(torch.full((400, 1, 28, 28), 255, dtype=torch.uint8), torch.zeros(400), ["a"],
+                            mean=[0.0], std=[1.0], augment="crop_flip_erase", pad=0)
+    torch.manual_seed(0)
+    x, _ = ds.get_batch(torch.arange(400))
+    erased = (x == 0).flatten(1).sum(1)
+    assert 0.35 < float((erased > 0).float().mean()) < 0.65
+    for i in torch.nonzero(erased).flatten()[:20]:
+        rows, cols = torch.nonzero(x[i, 0] == 0, as_tuple=True)
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert int(box) == int(erased[i])  # one solid rectangle
+        assert 0.02 * 784 * 0.5 <= int(erased[i]) <= 0.4 * 784 * 1.2
+
+
 def test_missing_dataset_offline_says_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     with pytest.raises(DataError, match="cifar-10-python.tar.gz"):
