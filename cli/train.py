@@ -32,12 +32,14 @@ DATA_HELP = "fashion-mnist, mnist, cifar10, or a folder of class folders (option
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds weights, shuffle and augmentation.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the built-in data sets live (default $ZOO_HOME/datasets).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads for torch (on a busy shared machine 1 is often fastest: idle OpenMP threads spin).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def train_cmd(arch: str, data: str, out: str, epochs: int | None, batch_size: int | None, lr: float | None,
               classes: str | None, augment: str | None, device: str, amp: bool | None, compile_: bool,
-              channels_last: bool | None, resume: bool, seed: int, data_root: str | None, as_json: bool,
-              quiet: bool) -> None:
+              channels_last: bool | None, resume: bool, seed: int, data_root: str | None, threads: int | None,
+              as_json: bool, quiet: bool) -> None:
     """Train ARCH (a zoo reference architecture) from random weights on --data.
 
     ARCH is softmax, mlp_sigmoid, mlp_relu, lenet, googlenet or resnet18/34/50/101/152 (see
@@ -53,6 +55,11 @@ def train_cmd(arch: str, data: str, out: str, epochs: int | None, batch_size: in
       torchrun --nproc-per-node 2 -m zoo.cli train lenet --data fashion-mnist --out runs/ddp
     """
     from zoo.finetune.scratch import train_scratch
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     result = train_scratch(arch, data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, classes=classes,
                            seed=seed, device=device, amp="auto" if amp is None else amp, compile=compile_,
