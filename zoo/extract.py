@@ -82,7 +82,7 @@ def _auto_workers(device: torch.device) -> int:
     return max(1, min(cpus // 4, 4)) if cpus > 1 else 0
 
 
-def _load_model(source: Any, device: torch.device) -> ZooModel:
+def _load_model(source: Any) -> ZooModel:
     if isinstance(source, ZooModel):
         return source
     if isinstance(source, (str, os.PathLike)):
@@ -112,7 +112,8 @@ def _split_transform(transform: Any) -> tuple[Callable, Callable | None]:
 def _pool(t: torch.Tensor, pool: str | None) -> torch.Tensor:
     if pool is None or t.ndim <= 2:
         return t
-    dims = (2, 3) if t.ndim == 4 else tuple(range(1, t.ndim - 1)) if t.ndim == 3 else tuple(range(2, t.ndim))
+    # N, C, H, W (and N, C, D, H, W): over positions; N, T, C (transformer tokens): over tokens.
+    dims = (1,) if t.ndim == 3 else tuple(range(2, t.ndim))
     if pool == "avg":
         return t.mean(dim=dims)
     return t.amax(dim=dims)
@@ -130,7 +131,8 @@ class Extractor:
 
     Args:
         model: a registry name (``"resnet50"``), a folder written by ``zoo finetune`` / ``zoo train`` /
-            ``zoo import-caffe`` / ``save_model``, or a ``ZooModel``.
+            ``zoo import-caffe`` / ``save_model``, or a ``ZooModel`` (used as it is: put in eval mode,
+            moved to ``device`` and, with ``channels_last``, to that memory format, in place).
         layer: a layer name (``ex.layers()`` lists them; ``"pool"`` is the pooled pre-logits vector,
             ``"logits"`` the head's output), or several names, which makes every call return a dict.
         pool: how an intermediate layer's map is reduced to one row per image: ``"avg"`` or ``"max"``
@@ -191,7 +193,7 @@ class Extractor:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = _resolve_device(device)
         self.source = model if isinstance(model, (str, os.PathLike)) else None
-        self.model = _load_model(model, self.device).eval().to(self.device)
+        self.model = _load_model(model).eval().to(self.device)
         self.multi = not isinstance(layer, str)
         self.layer_names = [layer] if isinstance(layer, str) else list(layer)
         if not self.layer_names:
@@ -247,7 +249,8 @@ class Extractor:
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Features of a batch that is already preprocessed (N, C, H, W float, normalised), by layer,
         as float32 tensors on the extractor's device. A uint8 batch (resized and cropped, not yet
-        normalised, as ``batches`` makes them) gets the weights' normalisation first."""
+        normalised, as ``batches`` makes them) gets the weights' normalisation first. The results are
+        inference-mode tensors: ``clone()`` them before using them where autograd records."""
         x = x.to(self.device, non_blocking=True)
         if self.batch_transform is not None and x.dtype == torch.uint8:
             x = self.batch_transform(x)
@@ -529,9 +532,10 @@ def extract_folder(model: str | os.PathLike | ZooModel | Extractor,
     if out.suffix != ".npz":
         raise DataError(f"{out}: the features file must end in .npz (it is a numpy archive), e.g. "
                         f"{out.with_suffix('.npz').name}.")
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     paths, rejected = collect_inputs(inputs, recursive=recursive)
     if not paths and not rejected:
-        raise DataError(f"no images in {', '.join(map(str, [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs))}: "
+        raise DataError(f"no images in {', '.join(map(str, inputs))}: "
                         "give folders of JPEG/PNG/WebP/BMP/GIF/TIFF files, image paths, or a .txt list.")
     ex = model if isinstance(model, Extractor) else Extractor(
         model, layer=layer, pool=pool, device=device, batch_size=batch_size, num_workers=num_workers, draft=draft)
@@ -545,7 +549,7 @@ def extract_folder(model: str | os.PathLike | ZooModel | Extractor,
         "pool": ex.pool or "none", "draft": ex.draft, "count": len(paths), "chunk_size": chunk_size,
         "inputs_sha256": hashlib.sha256("\n".join(paths).encode()).hexdigest(),
     }
-    if resume and rank == 0 and out.is_file():
+    if resume and out.is_file():  # every rank sees a finished job and stops
         done = _finished(out, manifest, len(paths) + len(rejected))
         if done is not None:
             done.seconds = time.perf_counter() - start
@@ -671,7 +675,8 @@ def _merge(parts: Path, n_chunks: int, paths: list[str], rejected: list[tuple[st
     row_paths = [paths[int(i)] for i in rows]
     failed = [(p, r) for _, p, r in sorted(failures)] + list(rejected)
     _save_npz(out, format=np.array(FORMAT), features=features, paths=_str_array(row_paths),
-              model=np.array(ex.name), model_ref=np.array(ex.ref), layer=np.array(ex.layer_names[0]), pool=np.array(ex.pool or "none"),
+              model=np.array(ex.name), model_ref=np.array(ex.ref), layer=np.array(ex.layer_names[0]),
+              pool=np.array(ex.pool or "none"),
               failed_paths=_str_array([p for p, _ in failed]), failed_reasons=_str_array([r for _, r in failed]),
               job=np.array(json.dumps(manifest)))
     index_path = out.with_suffix(".csv")
