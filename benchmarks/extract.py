@@ -6,13 +6,15 @@ they decode like photos), then, for each model, prints images/s for
   (a) naive: a per-image loop as an app would write it: PIL open, the model's transform, forward one
       image at a time (eval, no_grad, default memory format);
   (b) model alone: ready preprocessed tensors at the zoo's batch size and settings (Extractor.forward);
-  (c) zoo extract end to end: extract_folder on the whole folder (decode in workers, batches, the
-      features file and its index written),
+  (c) zoo extract end to end: extract_folder (decode in workers, batches, the features file and
+      its index written),
 
 the ratios c/b and c/a, and peak memory (the main process's exact peak RSS; the decoding workers'
-RSS sampled). With
-``--memory-check`` (c) also runs on a quarter of the folder first, to show peak memory does not grow
-with the folder's size. Weights are random (same compute as pretrained).
+RSS sampled). The three run back to back in ``--rounds`` rounds, each round on its own share of the
+folder, and the medians of the per-round figures and ratios are printed: other processes on a
+shared machine make the load drift, and paired ratios cancel most of it. ``--memory-check`` then
+runs (c) on the whole folder, to show peak memory does not grow with the folder's size. Weights are
+random (same compute as pretrained).
 
 Usage:
     python benchmarks/extract.py                                   # CPU, 2000 images, resnet50 + resnet18
@@ -165,13 +167,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA for (b) and (c)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "zoo-bench-images")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="interleaved rounds of (a), (b), (c), each on its share of the folder")
     parser.add_argument("--memory-check", action="store_true",
-                        help="also run (c) on a quarter of the images and compare peak memory")
+                        help="then run (c) on the whole folder and compare its peak memory with a round's")
     args = parser.parse_args()
 
     import torch
 
-    from zoo.extract import Extractor, extract_folder
+    from zoo.extract import Extractor
 
     print(f"# zoo extract benchmark: {args.images} JPEGs, device {args.device}, batch {args.batch_size}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpus {os.cpu_count()}, "
@@ -180,38 +184,54 @@ def main() -> None:
     paths = make_images(args.dir, args.images)
     print(f"images ready in {args.dir} ({time.perf_counter() - t:.1f} s)")
     out_dir = Path(tempfile.mkdtemp(prefix="zoo-bench-out-"))
+    rounds = max(1, args.rounds)
     try:
         for name in args.models.split(","):
-            model = build(name)
-            a = naive(model, paths[: args.naive_images], args.device)
-            ex = Extractor(model, device=args.device, batch_size=args.batch_size, num_workers=args.workers,
+            naive_model = build(name)
+            ex = Extractor(build(name), device=args.device, batch_size=args.batch_size, num_workers=args.workers,
                            amp=args.amp)
-            # Other processes share these cores and their load drifts: (b) is timed before and after
-            # (c) and averaged, so c/b compares like with like.
-            b_before = model_alone(ex, args.model_batches)
-            runs = [paths[: len(paths) // 4], paths] if args.memory_check else [paths]
-            for subset in runs:
-                folder = out_dir / f"list-{len(subset)}.txt"
-                folder.write_text("\n".join(str(p) for p in subset))
-                out = out_dir / f"{name}-{len(subset)}.npz"
-                with PeakMemory() as mem:
-                    start = time.perf_counter()
-                    summary = extract_folder(ex, [folder], out, progress=False)
-                    seconds = time.perf_counter() - start
-                c = summary.extracted / seconds
-                assert summary.extracted == len(subset) and summary.failed == 0
-                b_after = model_alone(ex, args.model_batches)
-                b = (b_before + b_after) / 2
-                print(f"{name:9s} n={len(subset):5d}  (a) naive {a:7.1f} img/s   (b) model alone {b:7.1f} img/s "
-                      f"({b_before:.1f} before, {b_after:.1f} after)   "
-                      f"(c) zoo extract {c:7.1f} img/s   c/b {c / b:5.2f}   c/a {c / a:5.2f}   "
-                      f"peak RSS main {mem.main / 2**20:5.0f} MiB, workers {mem.workers / 2**20:4.0f} MiB "
-                      f"({ex.num_workers})   "
+            part = len(paths) // rounds
+            rows = []
+            for r in range(rounds):
+                # (a), (b), (c) back to back in each round, on its own share of the folder: the load
+                # other processes put on these cores drifts, and a paired ratio cancels most of it.
+                a = naive(naive_model, paths[r * part: r * part + max(1, args.naive_images // rounds)], args.device)
+                b = model_alone(ex, max(2, args.model_batches // rounds))
+                subset = paths[r * part:(r + 1) * part]
+                c, mem = extract(ex, subset, out_dir / f"{name}-{r}")
+                rows.append((a, b, c, mem.main, mem.workers))
+                print(f"{name:9s} round {r + 1}/{rounds} n={len(subset):4d}  (a) naive {a:6.1f}  (b) model alone "
+                      f"{b:6.1f}  (c) zoo extract {c:6.1f} img/s   c/b {c / b:5.2f}   c/a {c / a:5.2f}   "
+                      f"peak RSS main {mem.main / 2**20:5.0f} MiB, workers {mem.workers / 2**20:4.0f} MiB   "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
-                b_before = b_after
-            del ex, model
+            med = lambda values: float(np.median(values))  # noqa: E731
+            print(f"{name:9s} MEDIAN of {rounds} rounds: (a) {med([x[0] for x in rows]):.1f}  "
+                  f"(b) {med([x[1] for x in rows]):.1f}  (c) {med([x[2] for x in rows]):.1f} img/s   "
+                  f"c/b {med([x[2] / x[1] for x in rows]):.2f}   c/a {med([x[2] / x[0] for x in rows]):.2f}   "
+                  f"workers {ex.num_workers}", flush=True)
+            if args.memory_check:
+                c, mem = extract(ex, paths, out_dir / f"{name}-all")
+                print(f"{name:9s} whole folder n={len(paths)}: (c) {c:.1f} img/s, peak RSS main "
+                      f"{mem.main / 2**20:.0f} MiB, workers {mem.workers / 2**20:.0f} MiB (vs. "
+                      f"{max(x[3] for x in rows) / 2**20:.0f} / {max(x[4] for x in rows) / 2**20:.0f} MiB "
+                      f"for {part} images)", flush=True)
+            del ex, naive_model
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def extract(ex, subset: list[Path], stem: Path) -> tuple[float, PeakMemory]:
+    """(c): ``extract_folder`` over ``subset`` (passed as a list file); images/s and peak memory."""
+    from zoo.extract import extract_folder
+
+    listing = stem.with_suffix(".txt")
+    listing.write_text("\n".join(str(p) for p in subset))
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        summary = extract_folder(ex, [listing], stem.with_suffix(".npz"), progress=False)
+        seconds = time.perf_counter() - start
+    assert summary.extracted == len(subset) and summary.failed == 0
+    return summary.extracted / seconds, mem
 
 
 if __name__ == "__main__":
