@@ -16,6 +16,16 @@ __all__ = ["demo_cmd", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "lenet.fmnist5"
 DEMO_DATA = ("assets", "demo", "fashion5")
+# What the demo passes to fit, per strategy (benchmarks/RESULTS-finetune.md, transfer section): on 28 px
+# images with a few dozen per class, random resized crops cost both fine-tuning and training from scratch
+# several points, so the demo turns augmentation off; a small batch gives enough optimizer steps on 160
+# training images, and full fine-tuning needs a larger nominal LR because its body groups run at
+# 0.01-0.22x of it. About 10-20 s of training on two CPU cores.
+DEMO_FIT = {
+    "full": {"epochs": 15, "lr": 3e-2, "batch_size": 16, "augment": False},
+    "partial": {"epochs": 15, "lr": 3e-2, "batch_size": 16, "augment": False},
+    "linear": {"epochs": 30, "lr": 1e-2, "batch_size": 16, "augment": False},
+}
 
 
 def _fresh(path: Path) -> Path:
@@ -32,7 +42,7 @@ def _fresh(path: Path) -> Path:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="The run folder (numbered if it exists).")
 @click.option("--strategy", type=click.Choice(["linear", "partial", "full"]), default="full", show_default=True)
-@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default: the strategy's).")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default: 15, 30 for linear).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
     """Tour the zoo offline: list, fetch and verify the embedded model, fine-tune it on the bundled
@@ -70,7 +80,8 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
     with resources.as_file(data) as data_dir:
         out = _fresh(out)
         echo(f"3/5 Fine-tuning ({strategy}) on {data_dir} -> {out}")
-        run = fit(entry.name, data_dir, out=out, strategy=strategy, epochs=epochs, progress=not quiet,
+        options = {**DEMO_FIT[strategy], **({"epochs": epochs} if epochs else {})}
+        run = fit(entry.name, data_dir, out=out, strategy=strategy, progress=not quiet, **options,
                   command=f"zoo demo --out {out} --strategy {strategy}" + (f" --epochs {epochs}" if epochs else ""))
         summary = run.summary
         val = summary.get("val", {})
