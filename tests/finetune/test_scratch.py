@@ -172,9 +172,10 @@ def test_embedded_default_loads_through_the_checksum_path_and_classifies():
 
 def test_demo_folder_holds_the_other_five_classes():
     demo = Path(zoo.__file__).parent / "assets" / "demo" / "fashion5"
-    classes = sorted(p.name for p in demo.iterdir() if p.is_dir())
-    assert classes == ["ankle_boot", "bag", "sandal", "shirt", "sneaker"]
+    for part in ("train", "test"):  # train/ from the TRAIN split, test/ from the TEST split
+        classes = sorted(p.name for p in (demo / part).iterdir() if p.is_dir())
+        assert classes == ["ankle_boot", "bag", "sandal", "shirt", "sneaker"]
     files = list(demo.rglob("*.png"))
-    assert len(files) == 150 and sum(f.stat().st_size for f in files) < 1_000_000
+    assert len(files) == 300 and sum(f.stat().st_size for f in files) < 1_000_000
     with Image.open(files[0]) as im:
         assert im.mode == "L" and im.size == (28, 28)
