@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--model-batches", type=int, default=6, help="batches timed for (b)")
     parser.add_argument("--models", default="resnet50,resnet18")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the Extractor's (8 CPU, 64 GPU)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA for (b) and (c)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "zoo-bench-images")
