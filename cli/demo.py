@@ -16,7 +16,7 @@ __all__ = ["demo_cmd", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "lenet.fmnist5"
 DEMO_DATA = ("assets", "demo", "fashion5")
-# What the demo passes to fit, per strategy (benchmarks/RESULTS-finetune.md, transfer section): on 28 px
+# What the demo passes to fit, per strategy (BENCHMARKS.md, Fine-tuning): on 28 px
 # images with a few dozen per class, random resized crops cost both fine-tuning and training from scratch
 # several points, so the demo turns augmentation off; a small batch gives enough optimizer steps on 160
 # training images, and full fine-tuning needs a larger nominal LR because its body groups run at

@@ -111,10 +111,10 @@ def scratch_entry(builder: str) -> dict:
     return entry
 
 
-# From benchmarks/RESULTS-finetune.md (transfer section); update it when the weights or the benchmark change.
+# From BENCHMARKS.md (Fine-tuning, transfer); update it when the weights or the benchmark change.
 TRANSFER_NOTE = ("Fine-tuned (full, no augmentation) on 24 images per class of those classes, it reaches 92.0% +- "
                  "0.8 on 1,000 Fashion-MNIST test images against 90.8% +- 0.9 for the same network trained from "
-                 "scratch (5 seeds, LR chosen on a validation split for each; benchmarks/RESULTS-finetune.md).")
+                 "scratch (5 seeds, LR chosen on a validation split for each; BENCHMARKS.md).")
 
 
 def embedded_entry(info: dict) -> dict:

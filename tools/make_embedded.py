@@ -33,7 +33,7 @@ INFO = Path(__file__).resolve().parent / "embedded.json"
 NAMES = ["t_shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot"]
 # The first five classes (tops, trousers, dresses, coats); the other five are the demo's target classes.
 # A split with footwear and bags on both sides (0,1,4,5,8) was tried and transferred no better (see
-# benchmarks/RESULTS-finetune.md).
+# BENCHMARKS.md).
 SOURCE_CLASSES = [0, 1, 2, 3, 4]
 EPOCHS = 6
 COMMAND = (f"zoo train lenet --data fashion-mnist --classes {','.join(map(str, SOURCE_CLASSES))} --epochs {EPOCHS} "
