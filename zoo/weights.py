@@ -11,17 +11,15 @@ torch and ``zoo.fetch``; never ``zoo.finetune`` or ``zoo.cli``.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from zoo._io import atomic_path
 from zoo.errors import UnsafeWeightsError, WeightsError
 from zoo.registry.schema import Entry
 
@@ -154,18 +152,8 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | Path, *,
                for k, v in tensors.items()}
     if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise WeightsError(f"safetensors metadata must map strings to strings, got {metadata!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return path
 
 
