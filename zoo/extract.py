@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -146,6 +147,11 @@ class Extractor:
             cores on the CPU, where the model is the bottleneck; all cores but one on a GPU).
         output: ``"numpy"`` (float32 arrays) or ``"torch"`` (CPU tensors).
         channels_last: run the model in NHWC memory format (None: on; faster on CPU and GPU alike).
+        freeze: run the pooled-features path as a frozen TorchScript graph (BatchNorm folded into the
+            convolutions, oneDNN fusions), traced on the first full batch. None: on for the CPU in fp32
+            when only ``pool`` is asked for (measured on the 2-core CPU at batch 8: ResNet-50 36.0 ->
+            48.3 img/s, ResNet-18 96.9 -> 113.0; outputs within 1e-7 of eager). A model that cannot be
+            traced runs eagerly, with a warning that says why.
         amp: bfloat16 autocast (CUDA, or a CPU with bf16 instructions: ResNet-50 70 img/s against
             37.7 in fp32 on the 2-core CPU). Off by default so that features equal the fp32 forward;
             bf16 features differ by about 1e-2 relative.
@@ -186,7 +192,7 @@ class Extractor:
                  batch_size: int | None = None, num_workers: int | None = None,
                  output: Literal["numpy", "torch"] = "numpy", channels_last: bool | None = None,
                  amp: bool = False, on_error: Literal["raise", "skip"] = "raise", draft: int | bool | None = None,
-                 progress: bool = False):
+                 progress: bool = False, freeze: bool | None = None):
         if pool not in ("avg", "max", None):
             raise ValueError(f"pool must be 'avg', 'max' or None, got {pool!r}")
         if output not in ("numpy", "torch"):
@@ -214,6 +220,9 @@ class Extractor:
         # 2-core CPU: ResNet-50 1.7x, ResNet-18 1.6x. Results differ from NCHW only by float rounding.
         self.channels_last = True if channels_last is None else channels_last
         self.amp = bool(amp)
+        self.freeze = (self.device.type == "cpu" and not self.amp and self.layer_names == [POOL]) \
+            if freeze is None else bool(freeze and self.layer_names == [POOL])
+        self._frozen: Any = None  # the traced body and the batch shape it was traced at
         self.on_error = on_error
         self.draft = None
         self.progress = progress
@@ -265,10 +274,31 @@ class Extractor:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.amp):
             if self.layer_names == [POOL]:
-                outs = {POOL: self.model.body(x)}
+                outs = {POOL: self._body(x)}
             else:
                 outs = self.model.forward_layers(x, self.layer_names)
         return {name: _pool(t, self.pool).float() for name, t in outs.items()}
+
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features, through the frozen graph when it is on and fits this batch's shape."""
+        if not self.freeze:
+            return self.model.body(x)
+        if self._frozen is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # TorchScript's own deprecation chatter
+                    graph = torch.jit.optimize_for_inference(torch.jit.freeze(
+                        torch.jit.trace(self.model.body.eval(), x, check_trace=False)))
+                    graph(x)
+            except Exception as err:  # noqa: BLE001 (any tracing failure means: run eagerly)
+                warnings.warn(f"{self.model.name or 'the model'} could not be frozen for faster CPU inference "
+                              f"({type(err).__name__}: {err}); running it eagerly (same results).", stacklevel=3)
+                self.freeze = False
+                return self.model.body(x)
+            self._frozen = (graph, tuple(x.shape))
+        graph, shape = self._frozen
+        # The trace is specialised to its input shape; a short last batch runs eagerly.
+        return graph(x) if tuple(x.shape) == shape else self.model.body(x)
 
     def __call__(self, images: Any) -> np.ndarray | torch.Tensor | dict[str, np.ndarray | torch.Tensor]:
         items = _as_items(images, self.mode)

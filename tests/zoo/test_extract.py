@@ -353,3 +353,16 @@ def test_draft_decoding_stays_close(tmp_path):
     assert not np.array_equal(full, fast)  # draft really decoded at a smaller scale
     cosine = float((full * fast).sum() / np.linalg.norm(full) / np.linalg.norm(fast))
     assert cosine > 0.999
+
+
+def test_frozen_cpu_graph_gives_the_eager_features():
+    """The CPU default traces and freezes the body (BatchNorm folded): same features as eager, a short
+    last batch included, and the trace is really used."""
+    model = _timm("resnet18", "fc", 64)
+    images = [photo(i, (70 + i, 64)) for i in range(10)]
+    frozen = Extractor(model, batch_size=4, num_workers=0)
+    eager = Extractor(model, batch_size=4, num_workers=0, freeze=False)
+    assert frozen.freeze and not eager.freeze
+    np.testing.assert_allclose(frozen(images), eager(images), rtol=1e-4, atol=1e-5)
+    assert frozen._frozen is not None and frozen._frozen[1][0] == 4
+    assert not Extractor(model, layer=["layer3", "pool"], num_workers=0).freeze  # hooks need eager modules
