@@ -358,7 +358,12 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None, config: Train
         if ckpt_path is None or not ckpt_path.is_file():
             raise RunError(f"cannot resume: {ckpt_path or 'run_dir=None'} has no checkpoint; "
                            "start the run without resume (or point run_dir at the interrupted run)")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        try:
+            ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        except Exception as err:  # a damaged file: pickle, zip or weights_only errors alike
+            raise RunError(f"cannot resume: {ckpt_path} is not a readable checkpoint ({type(err).__name__}: "
+                           f"{str(err)[:200]}); the zoo writes checkpoints atomically, so it was changed "
+                           "outside the zoo. Start the run again without resume.") from err
         raw_model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, skip_batches, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]

@@ -247,3 +247,19 @@ def test_unknown_option_and_event_are_errors():
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="unknown callback event"):
         train(mlp(), blobs(), None, TrainConfig(**CFG), callbacks={"on_batch": []}, progress=False)
+
+
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path):
+    """Resuming from a checkpoint that was changed outside the zoo names the file and says what to do."""
+    import pytest
+    import torch
+    from torch import nn
+
+    from zoo.errors import RunError
+    from zoo.finetune.loop import TrainConfig, train
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    data = torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,)))
+    with pytest.raises(RunError, match="checkpoint.pt is not a readable checkpoint"):
+        train(nn.Linear(4, 2), data, None, TrainConfig(epochs=1, batch_size=4, device="cpu"),
+              run_dir=tmp_path, resume=True, progress=False)
