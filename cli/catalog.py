@@ -53,7 +53,7 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
     """
     entries = list_models(pattern, source=source)
     externals = list_external(pattern, source=source) if source in ("torchvision", "timm", "all") else []
-    curated = {e.name for e in entries}
+    curated = {name for e in catalog() for name in (e.name, *e.aliases)}  # by name or alias
     externals = [x for x in externals if x.name not in curated]
     if as_json:
         for e in entries:
