@@ -65,6 +65,7 @@ def train_cmd(arch: str, data: str, out: str, epochs: int | None, batch_size: in
                            seed=seed, device=device, amp="auto" if amp is None else amp, compile=compile_,
                            channels_last=channels_last, resume=resume, progress=not quiet and not as_json,
                            augment=augment, data_root=data_root)
+    _leave_process_group()
     if int(os.environ.get("RANK", "0")) != 0:
         return
     last = result.history[-1] if result.history else {}
@@ -78,3 +79,13 @@ def train_cmd(arch: str, data: str, out: str, epochs: int | None, batch_size: in
     acc = result.test["accuracy"]
     click.echo(f"{arch} on {data}: test accuracy {acc * 100:.2f}% after {len(result.history)} epochs, "
                f"{result.seconds:.0f} s training ({last.get('images_per_s', 0):.0f} images/s). Run: {out}")
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: wait for every rank, then tear the group down (a rank that leaves while another
+    still talks to gloo can abort the process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -41,6 +41,7 @@ SCRIPT = textwrap.dedent("""
         json.dump({"history": r.history, "steps": steps, "weights": weights,
                    "world": world}, open(os.path.join(run_dir, "out.json"), "w"))
     if world > 1:
+        dist.barrier()  # no rank tears gloo down while another still talks to it (that can abort)
         dist.destroy_process_group()
 """)
 
