@@ -14,8 +14,7 @@ May import ``zoo`` and ``zoo.registry``; never ``zoo.cli``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from zoo._lazy import lazy_exports
 
 # The functions, bound over the submodules of the same name (importing a submodule sets the package
 # attribute to the module; binding after the import keeps ``zoo.finetune.fit(...)`` the function).
@@ -42,16 +41,4 @@ _LAZY = {
 
 __all__ = sorted([*_LAZY, "fit", "lr_find"])
 
-
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'zoo.finetune' has no attribute {name!r}")
-    module_name, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module_name), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)

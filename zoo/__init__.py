@@ -11,8 +11,7 @@ functions never import torch::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -45,22 +44,10 @@ _LAZY = {
     "ZooModel": "zoo.model:ZooModel",
     "Extractor": "zoo.extract:Extractor",
     "open_image": "zoo.images:open_image",
+    # the fine-tuning package (torch)
+    "finetune": "zoo.finetune",
 }
 
-__all__ = sorted([*_LAZY, "finetune", "__version__"])
+__all__ = sorted([*_LAZY, "__version__"])
 
-
-def __getattr__(name: str) -> Any:
-    if name == "finetune":
-        return importlib.import_module("zoo.finetune")
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
-    module_name, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module_name), attr)
-    globals()[name] = value  # resolve once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
