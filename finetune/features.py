@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-
 from zoo._io import atomic_write
-from zoo.errors import DataError
+from zoo.errors import DataError, ImageError
 from zoo.model import ZooModel
 from zoo.registry import env
 
@@ -93,38 +91,31 @@ def image_mode(model: ZooModel) -> str:
     return "L" if pre is not None and pre.input_size[0] == 1 else "RGB"
 
 
-@torch.no_grad()
 def extract(model: ZooModel, paths: Sequence[Path], *, batch_size: int = 64, device: str | torch.device = "cpu",
             num_workers: int = 0, progress: bool = False) -> torch.Tensor:
     """The body's pooled features for image files, in order: (N, num_features) float32 on the CPU.
 
+    Runs ``zoo.extract.Extractor`` (the one decode/batch/forward path) in eager NCHW, so the model is
+    left as it was apart from its device.
+
     Raises:
         DataError: a file is unreadable (named).
     """
-    dataset = LabelledImages(paths, [0] * len(paths), model.transforms, mode=image_mode(model))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    was_training = model.training
-    model.eval()
-    dev = torch.device(device)
-    model.to(dev)
-    out = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from zoo.extract import Extractor
 
-        bar = tqdm(total=len(dataset), unit="img", desc="features", dynamic_ncols=True, leave=False)
+    if not paths:
+        return torch.empty(0, model.num_features)
+    was_training = model.training
     try:
-        for x, _ in loader:
-            out.append(model.body(x.to(dev)).float().cpu())
-            if bar is not None:
-                bar.update(len(x))
+        ex = Extractor(model, device=device, batch_size=batch_size, num_workers=num_workers, output="torch",
+                       channels_last=False, freeze=False, progress=progress)
+        return ex([Path(p) for p in paths])
+    except ImageError as err:
+        reason = str(err).removeprefix(f"{err.path}: ")
+        raise DataError(f"{err.path} was readable when the folder was scanned but not now ({reason}); "
+                        "restore it, or start a new run so the scan skips it.") from err
     finally:
         model.train(was_training)
-        if bar is not None:
-            bar.close()
-    if not out:
-        return torch.empty(0, model.num_features)
-    return torch.cat(out)
 
 
 def cached_features(model: ZooModel, paths: Sequence[Path], hashes: Sequence[str], *, batch_size: int = 64,
