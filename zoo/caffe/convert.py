@@ -164,21 +164,31 @@ def load_converted(directory: str | Path) -> tuple[Plan, dict[str, torch.Tensor]
     Raises:
         CaffeError: a missing or damaged file (naming it).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory = Path(directory)
+    plan, key = _read_graph(directory)
+    return plan, _read_weights(directory), key
+
+
+def _read_graph(directory: Path) -> tuple[Plan, dict[str, Any]]:
+    """``graph.json`` alone: the plan and its cache key (cheap, so a stale cache is found before the
+    weights are read)."""
     try:
         data = json.loads((directory / GRAPH_FILE).read_text("utf-8"))
         plan = Plan.from_dict(data)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CaffeError(f"{directory / GRAPH_FILE}: cannot be read ({err}); convert the model again "
                          "(delete the folder, or re-run zoo import-caffe).") from err
+    return plan, data.get("key", {})
+
+
+def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
-        state = load_file(str(directory / WEIGHTS_FILE))
+        return load_file(str(directory / WEIGHTS_FILE))
     except (OSError, SafetensorError) as err:
         raise CaffeError(f"{directory / WEIGHTS_FILE}: cannot be read ({err}); convert the model again.") from err
-    return plan, state, data.get("key", {})
 
 
 # -- ZooModel ------------------------------------------------------------------------------------
@@ -285,15 +295,16 @@ def load_entry(entry: Entry, files: dict[str, Path]) -> ZooModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     key = _cache_key(weights, deploy, input_shape, classifier)
     with FileLock(str(out_dir / ".lock")):
-        plan = state = None
-        if (out_dir / GRAPH_FILE).is_file():
-            try:
-                plan, state, old_key = load_converted(out_dir)
-            except CaffeError:
-                old_key = None  # damaged cache: convert again below
-            if old_key != key:
-                plan = state = None
-        if plan is None:
+        state = None
+        try:
+            # The key is checked before the weights are read: a stale cache costs no weight read.
+            if (out_dir / GRAPH_FILE).is_file():
+                plan, old_key = _read_graph(out_dir)
+                if old_key == key:
+                    state = _read_weights(out_dir)
+        except CaffeError:
+            state = None  # damaged cache: convert again below
+        if state is None:
             plan = convert(weights, deploy, input_shape=input_shape, classifier=classifier)
             state = materialize(plan)
             save_converted(plan, state, out_dir, key)
