@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo._io import write_json
+from zoo._io import file_digest, write_json
 from zoo.errors import DataError, ImageError, RunError
 
 __all__ = ["Split", "Sample", "scan", "scan_labelled", "load_split", "balance_table", "SPLIT_FILE",
@@ -153,7 +153,7 @@ def load_split(path: str | Path, *, root: str | Path | None = None, verify: bool
                 full = split.root / s.path
                 if not full.is_file():
                     raise DataError(f"{full} is listed in {path} but is gone; restore it or start a new run.")
-                if s.sha256 and _sha256(full.read_bytes()) != s.sha256:
+                if s.sha256 and file_digest(full) != s.sha256:
                     raise DataError(f"{full} changed since {path} was written; restore it or start a new run.")
     return split
 
@@ -179,15 +179,11 @@ def _check(path: Path) -> tuple[str, str | None]:
     return _sha256(data), None
 
 
-def _natural(name: str) -> list:
-    import re
-
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
 def _class_dirs(folder: Path) -> list[Path]:
+    from zoo.images import natural_key
+
     return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: _natural(p.name))
+                  key=lambda p: natural_key(p.name))
 
 
 def _find_part(root: Path, part: str) -> Path | None:
@@ -252,6 +248,8 @@ def _stratified(samples: list[Sample], num_classes: int, valid_pct: float, seed:
                 ) -> tuple[list[Sample], list[Sample]]:
     """Per class: shuffle (seeded), put ``round(n * valid_pct)`` in val, at least one on each side when
     the class has two or more images, so every class is seen in training and checked in validation."""
+    from zoo.images import natural_key
+
     rng = random.Random(seed)
     by_class: dict[int, list[Sample]] = {c: [] for c in range(num_classes)}
     for s in samples:
@@ -259,7 +257,7 @@ def _stratified(samples: list[Sample], num_classes: int, valid_pct: float, seed:
     train: list[Sample] = []
     val: list[Sample] = []
     for c in range(num_classes):
-        items = sorted(by_class[c], key=lambda s: _natural(s.path))
+        items = sorted(by_class[c], key=lambda s: natural_key(s.path))
         rng.shuffle(items)
         n = len(items)
         n_val = round(n * valid_pct)
