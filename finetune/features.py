@@ -16,7 +16,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from zoo._io import atomic_write
@@ -154,7 +153,3 @@ def cached_features(model: ZooModel, paths: Sequence[Path], hashes: Sequence[str
         fh.write(data)
     return feats, False, path
 
-
-def describe_cache(path: Path, hit: bool) -> dict[str, Any]:
-    """The record a run keeps of where its features came from."""
-    return {"path": str(path), "hit": hit}
