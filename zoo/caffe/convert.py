@@ -39,7 +39,7 @@ from zoo.registry.schema import SCHEMA_VERSION
 from .._io import atomic_write, file_digest, write_json
 from ..errors import CaffeError
 from ..model import ZooModel
-from .graph import CaffeGraph, Plan, build_module, plan_graph
+from .graph import CaffeGraph, Op, Plan, build_module, plan_graph
 from .proto import NetSpec, read_binaryproto, read_caffemodel
 from .prototxt import read_prototxt
 
@@ -192,6 +192,18 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 
 # -- ZooModel ------------------------------------------------------------------------------------
+def _head_op(plan: Plan) -> Op | None:
+    """The classifier op that becomes the ``ZooModel`` head, or None (the whole graph is the body)."""
+    head_op = next((op for op in plan.ops if op.module == plan.classifier), None)
+    if head_op is not None and head_op.args.get("axis", 1) != 1:
+        return None  # an axis-2 classifier is no (N, K) -> (N, classes) head: keep it in the body
+    return head_op
+
+
+def _out_features(plan: Plan, head_op: Op | None) -> int:
+    return head_op.args["cout"] if head_op is not None else math.prod(plan.shapes[plan.output][1:])
+
+
 def model_from_plan(plan: Plan, state: dict[str, torch.Tensor], *, name: str = "", entry: Entry | None = None,
                     preprocessing: Any = None, labels: Any = None, mean_image: Any = None,
                     num_classes: int | None = None) -> ZooModel:
@@ -201,21 +213,18 @@ def model_from_plan(plan: Plan, state: dict[str, torch.Tensor], *, name: str = "
         CaffeError: when the weights do not fit the graph, or ``num_classes`` differs from the output.
     """
     ops = plan.ops
-    head_op = next((op for op in ops if op.module == plan.classifier), None)
-    if head_op is not None and head_op.args.get("axis", 1) != 1:
-        head_op = None  # an axis-2 classifier is no (N, K) -> (N, classes) head: keep it in the body
+    head_op = _head_op(plan)
+    out_features = _out_features(plan, head_op)
     if head_op is not None:
         body_ops = [op for op in ops if op is not head_op]
         feature_blob = head_op.bottoms[0]
         body = CaffeGraph(body_ops, plan.input_blob, feature_blob, flatten=True)
         with torch.device("meta"):
             head: nn.Module = build_module(head_op)
-        out_features = head_op.args["cout"]
     else:
         feature_blob = plan.output
         body = CaffeGraph(ops, plan.input_blob, plan.output, flatten=True)
         head = nn.Identity()
-        out_features = math.prod(plan.shapes[plan.output][1:])
     num_features = math.prod(plan.shapes[feature_blob][1:])
     if num_classes is not None and num_classes != out_features:
         raise CaffeError(f"{name or plan.source}: the entry says {num_classes} classes but the converted net "
@@ -386,14 +395,14 @@ def import_caffe(weights_path: str | Path, deploy_path: str | Path | None = None
             pixel = [float(v) for v in mean_image.reshape(c, -1).mean(axis=1)]
     if pixel is not None and len(pixel) != c:
         raise CaffeError(f"the mean has {len(pixel)} values; the net takes {c} channels (give one per channel).")
+    # The head as load_dir will build it, so that num_classes and labels agree with the loaded model.
+    head_op = _head_op(plan)
+    out_features = _out_features(plan, head_op)
+    if labels is not None and len(labels) != out_features:
+        raise CaffeError(f"{len(labels)} labels were given; the net has {out_features} outputs.")
     state = materialize(plan)
     del weights_net
     save_converted(plan, state, out, {"converter": CONVERTER_VERSION, "weights": weights.name})
-    out_features = (next(op.args["cout"] for op in plan.ops if op.module == plan.classifier)
-                    if plan.classifier else math.prod(plan.shapes[plan.output][1:]))
-    if labels is not None and len(labels) != out_features:
-        raise CaffeError(f"{len(labels)} labels were given; the net has {out_features} outputs.")
-    classifier_layer = next((op.name for op in plan.ops if op.module == plan.classifier), None)
     entry_name = name if name else _entry_name(weights.stem)
     if "." not in entry_name:
         entry_name += ".caffe"
@@ -414,8 +423,8 @@ def import_caffe(weights_path: str | Path, deploy_path: str | Path | None = None
     head: dict[str, Any] = {"num_classes": out_features}
     if labels is not None:
         head["labels"] = list(labels)
-    if classifier_layer:
-        head["classifier"] = classifier_layer
+    if head_op is not None:
+        head["classifier"] = head_op.name
     description = f"Imported from {weights.name} by zoo import-caffe."
     if pixel is None:
         description += " No mean was known: the mean is 0 (pass --mean or --mean-file to set it)."
