@@ -10,15 +10,13 @@ Standard library and ``zoo.fetch`` only: no torch.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo._io import CHUNK, git_blob_sha1
 from zoo.errors import ZooError
-from zoo.fetch import (LOCK_SUFFIX, PARTIAL_SUFFIX, RECORD_SUFFIX, expected_digest, files_root, read_record,
-                       write_record)
+from zoo.fetch import (LOCK_SUFFIX, PARTIAL_SUFFIX, RECORD_SUFFIX, _actual, _hash_file, expected_digest, files_root,
+                       read_record, write_record)
 from zoo.registry import env
 from zoo.registry.catalog import natural_key
 
@@ -124,25 +122,12 @@ def list_cached(pattern: str | None = None) -> list[CachedFile]:
     return out
 
 
-def _digests(path: Path, algorithm: str | None) -> tuple[str, str | None]:
-    sha256 = hashlib.sha256()
-    other = hashlib.sha1() if algorithm == "sha1" else None
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            sha256.update(chunk)
-            if other:
-                other.update(chunk)
-    if algorithm == "git-blob-sha1":
-        return sha256.hexdigest(), git_blob_sha1(path)
-    return sha256.hexdigest(), other.hexdigest() if other else None
-
-
-def _registry_spec(entry_name: str, filename: str):
+def _registry_spec(cat, entry_name: str, filename: str):
     """The entry and file spec the registry has today for a cached file, or (None, None)."""
-    from zoo.registry import catalog
-
+    if cat is None:
+        return None, None
     try:
-        entry = catalog().get(entry_name)
+        entry = cat.get(entry_name)
     except ZooError:  # an entry since removed from a user registry: compare with the record only
         return None, None
     spec = next((f for f in entry.files if f.filename == filename), None)
@@ -163,22 +148,29 @@ def verify_cache(pattern: str | None = None, *, delete_bad: bool = False) -> lis
     Example:
         >>> bad = [r for r in verify_cache() if not r.ok]       # doctest: +SKIP
     """
+    from zoo.registry import catalog
+
+    try:
+        cat = catalog()  # read once, not once per file
+    except ZooError:  # a broken user registry: compare with the records only
+        cat = None
     results: list[VerifyResult] = []
     for item in list_cached(pattern):
         if item.partial:
             results.append(VerifyResult(item, "partial", "an interrupted download; the next fetch resumes it"))
             continue
-        entry, spec = _registry_spec(item.entry, item.filename)
+        entry, spec = _registry_spec(cat, item.entry, item.filename)
         algorithm = None
         if spec is not None and spec.checksum is not None:
             algorithm, expected, is_prefix = expected_digest(entry, spec)
-        sha256, other = _digests(item.path, algorithm)
+        digests = _hash_file(item.path, algorithm == "sha1")
+        sha256 = digests.sha256
+        actual = _actual(algorithm, digests, item.path) if algorithm is not None else sha256
         record = read_record(item.path)
         problems = []
         if record and record.get("sha256") and record["sha256"] != sha256:
             problems.append(f"sha256 {sha256} differs from the recorded {record['sha256']}")
         if algorithm is not None:
-            actual = sha256 if algorithm == "sha256" else other
             good = actual.startswith(expected) if is_prefix else actual == expected
             if not good and spec.checksum.trust != "suspect":
                 problems.append(f"{algorithm} {actual} differs from the registry's {expected}")
@@ -193,8 +185,7 @@ def verify_cache(pattern: str | None = None, *, delete_bad: bool = False) -> lis
         else:
             if record is None or not item.verified:
                 # Intact: refresh the record so loads take the fast path again.
-                write_record(item.path, sha256=sha256, algorithm=algorithm or "sha256",
-                             digest=(other if algorithm not in (None, "sha256") else sha256),
+                write_record(item.path, sha256=sha256, algorithm=algorithm or "sha256", digest=actual,
                              source=(record or {}).get("source", "the cache"), entry=item.entry,
                              role=(record or {}).get("role") or (spec.role if spec else "unknown"))
             what = "the record" if record else ""
