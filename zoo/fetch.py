@@ -38,7 +38,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from zoo._io import CHUNK, file_digest, git_blob_sha1, write_json
+from zoo._io import CHUNK, atomic_path, file_digest, git_blob_sha1, write_json
 from zoo.errors import ChecksumMismatchError, DownloadError, OfflineError, RegistryError
 from zoo.registry import env
 from zoo.registry.schema import Checksum, Entry, FileSpec, Source
@@ -276,14 +276,11 @@ def _record_is_current(entry: Entry, spec: FileSpec, record: dict[str, Any] | No
 
 
 def _hash_file(path: Path, want_sha1: bool) -> _Digests:
-    sha256 = hashlib.sha256()
-    sha1 = hashlib.sha1() if want_sha1 else None
+    hasher = _Hasher(want_sha1)
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
-            sha256.update(chunk)
-            if sha1:
-                sha1.update(chunk)
-    return _Digests(sha256.hexdigest(), sha1.hexdigest() if sha1 else None)
+            hasher.update(chunk)
+    return hasher.digests()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -756,13 +753,8 @@ def mirror(directory: str | Path, names: Iterable[str | Entry] | str, *, progres
                 sha256 = record.get("sha256") or file_digest(cached)
                 if not (target.is_file() and target.stat().st_size == cached.stat().st_size
                         and file_digest(target) == sha256):
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-                    try:
+                    with atomic_path(target) as tmp:
                         shutil.copyfile(cached, tmp)
-                        os.replace(tmp, target)
-                    finally:
-                        tmp.unlink(missing_ok=True)
                 spec = entry.file(role)
                 listed[cached.name] = {
                     "role": role, "size": cached.stat().st_size, "sha256": sha256,
