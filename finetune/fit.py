@@ -10,6 +10,7 @@ The same options as ``zoo finetune``. May import ``zoo`` and ``zoo.registry``; n
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import json
 import platform
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from zoo.errors import RunError
 from zoo.model import ZooModel
 
 from .data import SPLIT_FILE, Split, load_split, scan, skipped_tsv
+from .loop import TrainConfig, evaluate, resolve_device, train
 from .strategies import Plan, prepare
 
 __all__ = ["fit", "setup", "Setup", "DEFAULTS", "CONFIG_FILE"]
@@ -37,11 +39,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "partial": {"epochs": 10, "lr": 1e-3, "warmup_epochs": 1.0},
     "full": {"epochs": 10, "lr": 1e-3, "warmup_epochs": 1.0},
 }
-# Options that describe the run (stored in config.json and reused on resume). Where to run it
-# (device, workers, progress bars) may change between the interrupted run and its resumption.
-_RUN_OPTIONS = ("strategy", "cut", "unfreeze_from", "head", "hidden", "dropout", "epochs", "lr", "batch_size",
-                "optimizer", "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "valid_pct", "seed",
-                "augment", "cache_features", "early_stopping", "pretrained")
 
 
 @dataclass
@@ -69,12 +66,6 @@ def _resolve_model(model: str | Path | ZooModel, *, pretrained: bool) -> ZooMode
     return load(model, pretrained=pretrained)
 
 
-def _device(device: str) -> torch.device:
-    from .loop import resolve_device
-
-    return resolve_device(device)
-
-
 def setup(model: str | Path | ZooModel, split: Split, *, strategy: str = "linear", cut: str | None = None,
           unfreeze_from: str | None = None, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
           augment: bool = True, cache_features: bool = True, pretrained: bool = True, seed: int = 0,
@@ -100,7 +91,7 @@ def setup(model: str | Path | ZooModel, split: Split, *, strategy: str = "linear
                    hidden=hidden, dropout=dropout, discriminative=pretrained)
     labels = {part: torch.tensor(split.labels(part), dtype=torch.long) for part in split.parts}
     if strategy == "linear" and cache_features:
-        dev = _device(device)
+        dev = resolve_device(device)
         feats: dict[str, Any] = {}
         data: dict[str, Dataset] = {}
         key = model_key(net)
@@ -186,16 +177,17 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, *, out: str | Path |
     """
     from zoo.factory import save_model
 
-    from .loop import TrainConfig, evaluate, train
     from .run import Run, write_plots, write_card
 
     data_dir = Path(data_dir).expanduser()
-    given = {k: v for k, v in dict(
+    # The options that describe the run (stored in config.json and reused on resume); where to run it
+    # (device, workers, progress bars) may change between the interrupted run and its resumption.
+    given = dict(
         strategy=strategy, cut=cut, unfreeze_from=unfreeze_from, head=head, hidden=hidden, dropout=dropout,
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, weight_decay=weight_decay,
         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, valid_pct=valid_pct,
         seed=seed, augment=augment, cache_features=cache_features, early_stopping=early_stopping,
-        pretrained=pretrained).items()}
+        pretrained=pretrained)
     if strategy not in DEFAULTS:
         raise ValueError(f"strategy must be one of {', '.join(DEFAULTS)}, got {strategy!r}")
     if out is None:
@@ -222,7 +214,8 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, *, out: str | Path |
         split = scan(data_dir, valid_pct=valid_pct, seed=seed)
         model_ref = model
         started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        changed = {k: v for k, v in given.items() if v != _SIGNATURE_DEFAULTS.get(k)}
+        defaults = inspect.signature(fit).parameters
+        changed = {k: v for k, v in given.items() if v != defaults[k].default}
         command_line = command or _python_command(model, data_dir, changed)
 
     s = setup(model_ref, split, strategy=opts["strategy"], cut=opts["cut"], unfreeze_from=opts["unfreeze_from"],
@@ -254,7 +247,7 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, *, out: str | Path |
         "train_config": cfg.to_dict(),
         "plan": s.plan.describe(),
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "device": str(_device(device))},
+                        "device": str(resolve_device(device))},
     }
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -270,7 +263,7 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, *, out: str | Path |
     net.to("cpu").eval()
     net.labels = tuple(split.classes)
     net.name = out.name
-    summary = _final_metrics(s, evaluate, cfg)
+    summary = _final_metrics(s, cfg)
     summary.update({"epochs_run": len(result.history), "best_epoch": result.best, "stopped_early": result.stopped_early,
                     "last_epoch": result.history[-1] if result.history else None, "features": s.features,
                     "skipped": len(split.skipped), "counts": split.counts()})
@@ -279,13 +272,6 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, *, out: str | Path |
     write_plots(out, result.history, summary)
     write_card(out, config, summary, split)
     return Run(out)
-
-
-_SIGNATURE_DEFAULTS = {"strategy": "linear", "cut": None, "unfreeze_from": None, "head": "linear", "hidden": 256,
-                       "dropout": 0.0, "epochs": None, "lr": None, "batch_size": 64, "optimizer": "adamw",
-                       "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": None, "label_smoothing": 0.0,
-                       "valid_pct": 0.2, "seed": 0, "augment": True, "cache_features": True,
-                       "early_stopping": None, "pretrained": True}
 
 
 def _asdict(pre: Any) -> dict[str, Any] | None:
@@ -310,7 +296,7 @@ def _read_config(out: Path) -> dict[str, Any]:
     return config
 
 
-def _final_metrics(s: Setup, evaluate: Callable, cfg: Any) -> dict[str, Any]:
+def _final_metrics(s: Setup, cfg: TrainConfig) -> dict[str, Any]:
     """Per-part reports (val, and test when the folder has one) from the trained model."""
     from .metrics import classification_report
 

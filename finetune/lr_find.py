@@ -165,7 +165,8 @@ def lr_find(model: Any, data_dir: str | Path, *, strategy: str = "linear", cut: 
         0.0031
     """
     from .data import scan
-    from .fit import _device, setup
+    from .fit import setup
+    from .loop import resolve_device
 
     split = scan(data_dir, valid_pct=valid_pct, seed=seed)
     s = setup(model, split, strategy=strategy, cut=cut, unfreeze_from=unfreeze_from, head=head, hidden=hidden,
@@ -173,4 +174,4 @@ def lr_find(model: Any, data_dir: str | Path, *, strategy: str = "linear", cut: 
               device=device, num_workers=num_workers, progress=progress)
     bs = min(batch_size, len(s.train_data))
     return sweep(s.target, s.train_data, param_groups=s.plan.param_groups, start_lr=start_lr, end_lr=end_lr,
-                 num_iter=num_iter, batch_size=bs, device=_device(device), seed=seed)
+                 num_iter=num_iter, batch_size=bs, device=resolve_device(device), seed=seed)
