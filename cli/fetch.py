@@ -46,7 +46,8 @@ def _resolve(names):
 
 @click.command("download")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
-@click.option("--force", is_flag=True, help="Fetch again even if cached (deletes the cached copy and any partial).")
+@click.option("--force", is_flag=True, help="Fetch again even if cached (any partial is discarded; the cached copy is replaced only once the "
+                   "new download verifies).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def download_cmd(names: tuple[str, ...], force: bool, quiet: bool) -> None:
     """Fetch, verify and cache the files of each NAME; print each file's path.
@@ -60,7 +61,7 @@ def download_cmd(names: tuple[str, ...], force: bool, quiet: bool) -> None:
     Examples:
       zoo download resnet50                   fetch and verify the default resnet50 weights
       zoo download bvlc_alexnet bvlc_googlenet
-      zoo download resnet18 --force           discard the cached copy and fetch again
+      zoo download resnet18 --force           fetch and verify again, replacing the cached copy
       ZOO_MIRROR=/mnt/zoo-mirror ZOO_OFFLINE=1 zoo download resnet50
     """
     from zoo.fetch import download
