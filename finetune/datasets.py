@@ -267,7 +267,8 @@ def _parse_classes(classes: Sequence[int] | str | None, n: int) -> list[int] | N
 def load_dataset(data: str | Path, split: str = "train", *, classes: Sequence[int] | str | None = None,
                  augment: str = "none", root: str | Path | None = None,
                  input_size: tuple[int, int, int] | None = None, seed: int = 0,
-                 valid_pct: float = 0.1) -> TensorImageDataset:
+                 valid_pct: float = 0.1,
+                 stats: tuple[Sequence[float], Sequence[float]] | None = None) -> TensorImageDataset:
     """A data set by name (``fashion-mnist``, ``mnist``, ``cifar10``) or folder, in memory.
 
     Args:
@@ -280,9 +281,11 @@ def load_dataset(data: str | Path, split: str = "train", *, classes: Sequence[in
             found in the Debian package's folder).
         input_size: (C, H, W) images of a folder are converted and resized to (default 3x32x32).
         seed, valid_pct: the validation split of a folder without val/.
+        stats: (mean, std) to normalise with, when the caller already has the training split's (a
+            folder's val/test part then need not load the training part again to compute them).
 
     Returns:
-        A ``TensorImageDataset`` normalised with the training split's mean and std.
+        A ``TensorImageDataset`` normalised with ``stats``, else the training split's mean and std.
 
     Raises:
         DataError: unknown name, missing files (saying where to put them), bad class list.
@@ -302,7 +305,7 @@ def load_dataset(data: str | Path, split: str = "train", *, classes: Sequence[in
         else:
             images, labels = _torchvision(key, split, root)
             names = list(MNIST_CLASSES if key == "mnist" else CIFAR10_CLASSES)
-        mean, std = STATS[key]
+        stats = stats or STATS[key]
         name = key
     else:
         path = Path(data).expanduser()
@@ -311,12 +314,14 @@ def load_dataset(data: str | Path, split: str = "train", *, classes: Sequence[in
         if split not in ("train", "val", "test"):
             raise DataError(f"a data folder has train, val and test parts, not {split!r}")
         images, labels, names = _folder(path, split, input_size=input_size, seed=seed, valid_pct=valid_pct)
-        # Normalise with the training part's statistics, whatever part this is.
-        train_images = images if split == "train" else _folder(path, "train", input_size=input_size, seed=seed,
-                                                               valid_pct=valid_pct)[0]
-        mean, std = dataset_stats(train_images)
-        std = tuple(max(s, 1e-3) for s in std)
+        if stats is None:
+            # Normalise with the training part's statistics, whatever part this is.
+            train_images = images if split == "train" else _folder(path, "train", input_size=input_size, seed=seed,
+                                                                   valid_pct=valid_pct)[0]
+            mean, std = dataset_stats(train_images)
+            stats = (mean, tuple(max(s, 1e-3) for s in std))
         name = str(path)
+    mean, std = stats
     wanted = _parse_classes(classes, len(names))
     if wanted is not None:
         keep = torch.isin(labels, torch.tensor(wanted))

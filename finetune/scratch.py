@@ -153,9 +153,9 @@ def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs
     train_ds = load_dataset(data, "train", classes=classes, augment=augmentation, root=data_root, seed=seed,
                             input_size=_folder_input_size(arch, data))
     test_split = "test" if str(data).lower() in BUILTIN else "val"
+    train_stats = (train_ds.mean.flatten().tolist(), train_ds.std.flatten().tolist())
     test_ds = load_dataset(data, test_split, classes=classes, root=data_root, seed=seed,
-                           input_size=train_ds.input_size)
-    test_ds.mean, test_ds.std = train_ds.mean, train_ds.std  # one normalisation for both
+                           input_size=train_ds.input_size, stats=train_stats)  # one normalisation for both
     c, h, _ = train_ds.input_size
 
     torch.manual_seed(seed)  # the weights are part of the run: seed them too
