@@ -53,8 +53,9 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
     """
     entries = list_models(pattern, source=source)
     externals = list_external(pattern, source=source) if source in ("torchvision", "timm", "all") else []
-    curated = {name for e in catalog() for name in (e.name, *e.aliases)}  # by name or alias
-    externals = [x for x in externals if x.name not in curated]
+    if externals:  # drop library names a curated entry already has, by name or alias
+        curated = {name for e in catalog() for name in (e.name, *e.aliases)}
+        externals = [x for x in externals if x.name not in curated]
     if as_json:
         for e in entries:
             click.echo(json.dumps({"name": e.name, "source": e.source, "license": e.license, "top1": _top1(e),
