@@ -258,7 +258,8 @@ def load_saved(directory: str | Path) -> ZooModel:
                        "Resume it with `--resume`, or load its checkpoint.")
     base_name = info.get("base")
     build = info.get("build")
-    entry = catalog().get(base_name) if base_name and base_name in catalog() else None
+    known = catalog()
+    entry = known.get(base_name) if base_name and base_name in known else None
     if entry is None and not build:
         raise RunError(f"{directory / MODEL_FILE} names base model {base_name!r}, which is not in the registry "
                        "and has no build spec; register the base (ZOO_REGISTRY) and try again.")
