@@ -509,8 +509,6 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None, config: Train
     except KeyboardInterrupt:
         # Leave a resumable run: the weights and optimizer as of the last finished step.
         save_checkpoint(epoch, batch_i)
-        if bar is not None:
-            bar.close()
         raise
     finally:
         if bar is not None:
