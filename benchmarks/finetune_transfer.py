@@ -39,9 +39,20 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 NAMES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
 
 
+def load_fmnist() -> dict:
+    """Fashion-MNIST's TRAIN (``images``, ``labels``) and TEST (``test_images``, ``test_labels``) arrays."""
+    from zoo.finetune.datasets import read_idx
+
+    return {"images": read_idx(FMNIST / "train-images-idx3-ubyte.gz"),
+            "labels": read_idx(FMNIST / "train-labels-idx1-ubyte.gz"),
+            "test_images": read_idx(FMNIST / "t10k-images-idx3-ubyte.gz"),
+            "test_labels": read_idx(FMNIST / "t10k-labels-idx1-ubyte.gz")}
+
+
 def make_folder(root: Path, data: dict, classes: list[int], *, per_class: int, val_per_class: int,
                 test_per_class: int, seed: int) -> Path:
-    """train/ and val/ from the TRAIN split (drawn with ``seed``), test/ from the TEST split (fixed draw)."""
+    """train/ and val/ from the TRAIN split (drawn with ``seed``), test/ from the TEST split (fixed draw);
+    a part with no images per class (``test_per_class=0``) is left out."""
     import numpy as np
     from PIL import Image
 
@@ -53,6 +64,8 @@ def make_folder(root: Path, data: dict, classes: list[int], *, per_class: int, v
         for part, chosen, source in (("train", idx[:per_class], data["images"]),
                                      ("val", idx[per_class:], data["images"]),
                                      ("test", tidx, data["test_images"])):
+            if not len(chosen):
+                continue
             folder = root / part / NAMES[cls]
             folder.mkdir(parents=True, exist_ok=True)
             for i in chosen:
@@ -109,7 +122,7 @@ def main() -> None:
 
     import zoo
     from zoo.finetune import fit
-    from zoo.finetune.datasets import read_idx
+    from zoo.finetune.datasets import FASHION_MNIST_CLASSES
 
     if args.crop_scale is not None:
         # A pilot knob: fit imports zoo.preprocess.train_transform when it builds the augmentation; try a
@@ -121,10 +134,7 @@ def main() -> None:
         zoo.preprocess.train_transform = functools.partial(zoo.preprocess.train_transform,
                                                            scale=(args.crop_scale, 1.0))
 
-    data = {"images": read_idx(FMNIST / "train-images-idx3-ubyte.gz"),
-            "labels": read_idx(FMNIST / "train-labels-idx1-ubyte.gz"),
-            "test_images": read_idx(FMNIST / "t10k-images-idx3-ubyte.gz"),
-            "test_labels": read_idx(FMNIST / "t10k-labels-idx1-ubyte.gz")}
+    data = load_fmnist()
 
     backbones: list[tuple[str, list[int]]] = []
     if args.pretrain:
@@ -136,9 +146,7 @@ def main() -> None:
             source = [int(c) for c in args.source_classes.split(",")]
         else:
             labels = zoo.load(args.backbone).labels or []
-            canon = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                     "Ankle boot"]
-            source = [canon.index(name) for name in labels]
+            source = [FASHION_MNIST_CLASSES.index(name) for name in labels]
         backbones.append((args.backbone, source))
 
     print(f"{args.per_class} train + {args.val_per_class} val images per class (TRAIN split, drawn per seed), "

@@ -28,26 +28,7 @@ from pathlib import Path
 # Run from a checkout: the repository root first, so `import zoo` is this tree's package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def make_folder(root: Path, per_class: int, val_per_class: int, seed: int) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    from zoo.finetune.datasets import read_idx
-
-    images = read_idx(FMNIST / "train-images-idx3-ubyte.gz")
-    labels = read_idx(FMNIST / "train-labels-idx1-ubyte.gz")
-    rng = np.random.default_rng(seed)
-    for cls in range(10):
-        idx = rng.permutation(np.flatnonzero(labels == cls))[:per_class + val_per_class]
-        for part, chosen in (("train", idx[:per_class]), ("val", idx[per_class:])):
-            folder = root / part / f"class{cls}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in chosen:
-                Image.fromarray(images[i]).save(folder / f"{i}.png")
-    return root
+from finetune_transfer import FMNIST, load_fmnist, make_folder  # noqa: E402  (this folder's sibling script)
 
 
 def main() -> None:
@@ -73,7 +54,8 @@ def main() -> None:
     from zoo.finetune.fit import setup
     from zoo.finetune.loop import TrainConfig, train
 
-    data = make_folder(work / "data", args.per_class, max(1, args.per_class // 4), args.seed)
+    data = make_folder(work / "data", load_fmnist(), list(range(10)), per_class=args.per_class,
+                       val_per_class=max(1, args.per_class // 4), test_per_class=0, seed=args.seed)
     split = scan(data, seed=args.seed)
     print(f"data: {len(split.train)} train, {len(split.val)} val Fashion-MNIST PNGs in {data}; backbone "
           f"{args.model} (frozen), {args.epochs} epochs, batch {args.batch_size}, {args.threads} threads")
