@@ -197,20 +197,7 @@ def _matches(pattern: str, names: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(n, pattern) for n in names)
 
 
-def _builtin_entries() -> list[Entry]:
-    entries: list[Entry] = []
-    root = resources.files("zoo.registry") / "entries"
-    for item in sorted(root.iterdir(), key=lambda p: p.name):
-        if item.name.endswith(".json"):
-            entries.extend(load_entry_file(f"registry/entries/{item.name}", text=item.read_text("utf-8")))
-    return entries
-
-
 @lru_cache(maxsize=1)
-def _builtin_cached() -> tuple[Entry, ...]:
-    return tuple(_builtin_entries())
-
-
 def builtin_entries() -> tuple[Entry, ...]:
     """Every entry shipped with the package (``registry/entries/*.json``), without user registries.
 
@@ -218,12 +205,17 @@ def builtin_entries() -> tuple[Entry, ...]:
         >>> any(e.name == "bvlc_googlenet.caffe_in1k" for e in builtin_entries())
         True
     """
-    return _builtin_cached()
+    entries: list[Entry] = []
+    root = resources.files("zoo.registry") / "entries"
+    for item in sorted(root.iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".json"):
+            entries.extend(load_entry_file(f"registry/entries/{item.name}", text=item.read_text("utf-8")))
+    return tuple(entries)
 
 
 def catalog() -> Catalog:
     """Built-in entries plus the user's registries (re-read each call: they are small files)."""
-    entries = list(_builtin_cached())
+    entries = list(builtin_entries())
     for path in _user_files():
         entries.extend(load_entry_file(path, collection="local"))
     return Catalog(entries)
