@@ -59,6 +59,7 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
 
     import zoo
     from zoo.finetune import fit
+    from zoo.images import find_images
     from zoo.registry import catalog
 
     echo = click.echo
@@ -93,11 +94,11 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
             echo(f"4/5 Held-out test folder: accuracy {report['accuracy']:.1%} on {report['n']} images")
             for name, row in report["per_class"].items():
                 echo(f"    {name:<12} precision {row['precision']:.2f}  recall {row['recall']:.2f}")
-            images = sorted(p for p in test_dir.rglob("*") if p.is_file())
+            images = find_images(test_dir)
             samples = images[:: max(1, len(images) // 4)][:4]
         else:
             echo(f"4/5 Evaluation: see the validation figures above (no test/ folder in {data_dir})")
-            samples = sorted(p for p in data_dir.rglob("*.png"))[:4]
+            samples = find_images(data_dir)[:4]
         echo("5/5 Predictions (top 2):")
         for result in run.predict(samples, top_k=2):
             top = ", ".join(f"{t['label']} {t['probability']:.0%}" for t in result.get("top", []))
