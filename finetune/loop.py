@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from zoo._io import atomic_write
+from zoo.device import resolve_device
 from zoo.errors import RunError
 
 __all__ = ["TrainConfig", "TrainResult", "StopTraining", "train", "evaluate", "resolve_device",
@@ -114,21 +115,6 @@ class TrainResult:
 
 class StopTraining(Exception):
     """Raise from a callback to end training cleanly after the current step or epoch."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; anything else as given.
-
-    Raises:
-        RunError: when cuda is asked for and none is available.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RunError(f"device {str(device)!r} was asked for but torch sees no CUDA GPU; "
-                       "use device='cpu' (or 'auto')")
-    return dev
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,7 +284,8 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None, config: Train
         seconds), ``best`` and the trained ``model``.
 
     Raises:
-        RunError: resume without a checkpoint, no trainable parameters, CUDA asked for but absent.
+        RunError: resume without a checkpoint, or no trainable parameters.
+        ZooError: CUDA asked for but absent (zoo.device.resolve_device).
         KeyboardInterrupt: after writing a checkpoint at the step reached.
 
     Example:

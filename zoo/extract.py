@@ -42,7 +42,8 @@ import torch
 from PIL import Image
 
 from ._io import atomic_write, write_json
-from .errors import DataError, ImageError, ZooError
+from .device import resolve_device
+from .errors import DataError, ImageError
 from .images import (Batch, ImageDataset, Skipped, collate_skip, find_images, natural_key,
                      open_image)
 from .model import LOGITS, POOL, ZooModel
@@ -56,20 +57,6 @@ _LIST_SUFFIXES = {".txt", ".lst"}
 
 # ----------------------------------------------------------------------------------------------
 # Devices and settings
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            # Under torchrun each process takes its own GPU.
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ZooError(f"device {device!r} was asked for but torch sees no CUDA GPU; use --device cpu "
-                       "(or auto).")
-    return torch.device(device)
 
 
 def _auto_workers(device: torch.device) -> int:
@@ -201,7 +188,7 @@ class Extractor:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         if batch_size is None:
             batch_size = 64 if self.device.type == "cuda" else 8
         self.source = model if isinstance(model, (str, os.PathLike)) else None
