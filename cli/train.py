@@ -6,9 +6,10 @@ Parses options and calls ``zoo.finetune.scratch.train_scratch``; imports torch o
 from __future__ import annotations
 
 import json
-import os
 
 import click
+
+from zoo.registry import env
 
 __all__ = ["train_cmd"]
 
@@ -66,7 +67,7 @@ def train_cmd(arch: str, data: str, out: str, epochs: int | None, batch_size: in
                            channels_last=channels_last, resume=resume, progress=not quiet and not as_json,
                            augment=augment, data_root=data_root)
     _leave_process_group()
-    if int(os.environ.get("RANK", "0")) != 0:
+    if env.distributed().rank != 0:
         return
     last = result.history[-1] if result.history else {}
     summary = {"run_dir": str(result.run_dir), "arch": arch, "data": data, "epochs": len(result.history),

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +42,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from zoo._io import atomic_write
 from zoo.device import resolve_device
 from zoo.errors import RunError
+from zoo.registry import env
 
 __all__ = ["TrainConfig", "TrainResult", "StopTraining", "train", "evaluate", "resolve_device",
            "CHECKPOINT", "METRICS", "EVENTS"]
@@ -299,15 +299,14 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None, config: Train
     for event in callbacks:
         if event not in EVENTS:
             raise ValueError(f"unknown callback event {event!r}; events are {', '.join(EVENTS)}")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank, world, local_rank = env.distributed()
     ddp = world > 1
     device = resolve_device(cfg.device)
     if ddp:
         import torch.distributed as dist
 
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

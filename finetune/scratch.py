@@ -10,7 +10,6 @@ May import ``zoo``, ``zoo.registry`` and ``zoo.finetune``; never ``zoo.cli``.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from zoo.registry.schema import Preprocessing
 from .datasets import BUILTIN, TensorImageDataset, load_dataset
 from .loop import TrainConfig, TrainResult, evaluate, train
 from .recipes import recipe_for
+from zoo.registry import env
 
 __all__ = ["train_scratch", "ScratchResult", "build_scratch_model", "train_flops_per_sample", "FLAT_BUILDERS"]
 
@@ -181,7 +181,8 @@ def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs
     seconds = time.perf_counter() - start
     test = evaluate(result.model, test_ds, batch_size=config.eval_batch_size, device=device, amp=amp,
                     predictions=False)
-    master = int(os.environ.get("RANK", "0")) == 0
+    place = env.distributed()
+    master = place.rank == 0
     run_dir = Path(out) if out is not None else None
     if run_dir is not None and master:
         from zoo.factory import save_model
@@ -191,7 +192,7 @@ def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs
             "arch": arch, "data": str(data), "classes": list(train_ds.classes), "class_indices": _indices(classes),
             "recipe": recipe.name, "augment": augmentation, "config": config.to_dict(),
             "test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs_run": len(result.history),
-            "train_seconds": seconds, "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "train_seconds": seconds, "world_size": place.world,
         }})
     return ScratchResult(run_dir=run_dir, model=model, history=result.history, test=test, config=config,
                          seconds=seconds)

@@ -1,15 +1,16 @@
 """Every environment variable the zoo reads, read here and nowhere else.
 
 Owns: ``ZOO_HOME``, ``ZOO_OFFLINE`` (and ``HF_HUB_OFFLINE``), ``ZOO_MIRROR``, ``ZOO_REGISTRY``,
-``ZOO_DEBUG``, ``ZOO_CONFIG_DIR``. Standard library only: the catalogue path imports it.
+``ZOO_DEBUG``, ``ZOO_CONFIG_DIR``, and torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``. Standard library only: the catalogue path imports it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["zoo_home", "offline", "mirror", "registry_paths", "config_dir", "debug"]
+__all__ = ["zoo_home", "offline", "mirror", "registry_paths", "config_dir", "debug", "Distributed", "distributed"]
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -56,3 +57,17 @@ def registry_paths() -> list[Path]:
 def debug() -> bool:
     """``ZOO_DEBUG=1`` makes the CLI show full tracebacks."""
     return _flag("ZOO_DEBUG")
+
+
+class Distributed(NamedTuple):
+    """This process's place under torchrun: ``rank`` of ``world`` processes, ``local_rank`` on its machine."""
+
+    rank: int
+    world: int
+    local_rank: int
+
+
+def distributed() -> Distributed:
+    """``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as torchrun sets them (0, 1, 0 outside torchrun)."""
+    return Distributed(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+                       int(os.environ.get("LOCAL_RANK", "0")))

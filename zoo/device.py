@@ -5,9 +5,9 @@ Shared by the Extractor and the training loop. Imports torch; never ``zoo.finetu
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from zoo.registry import env
 
 from .errors import ZooError
 
@@ -25,7 +25,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return device
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            return torch.device("cuda", env.distributed().local_rank)
         return torch.device("cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():

@@ -47,6 +47,7 @@ from .errors import DataError, ImageError
 from .images import (Batch, ImageDataset, Skipped, collate_skip, find_images, natural_key,
                      open_image)
 from .model import LOGITS, POOL, ZooModel
+from zoo.registry import env
 
 __all__ = ["Extractor", "extract_folder", "ExtractSummary", "load_features", "similar", "collect_inputs",
            "FORMAT"]
@@ -492,7 +493,8 @@ def collect_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], *, r
 
 
 def _world() -> tuple[int, int]:
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    place = env.distributed()
+    return place.rank, place.world
 
 
 def _chunk_path(parts: Path, k: int) -> Path:
