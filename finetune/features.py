@@ -84,12 +84,6 @@ class LabelledImages(torch.utils.data.Dataset):
         return item
 
 
-def image_mode(model: ZooModel) -> str:
-    """``L`` for single-channel weights (decoding straight to grey is cheaper), else ``RGB``."""
-    pre = model.preprocessing
-    return "L" if pre is not None and pre.input_size[0] == 1 else "RGB"
-
-
 def extract(model: ZooModel, paths: Sequence[Path], *, batch_size: int = 64, device: str | torch.device = "cpu",
             num_workers: int = 0, progress: bool = False) -> torch.Tensor:
     """The body's pooled features for image files, in order: (N, num_features) float32 on the CPU.

@@ -81,7 +81,7 @@ def setup(model: str | Path | ZooModel, split: Split, *, strategy: str = "linear
     """
     from zoo.preprocess import train_transform
 
-    from .features import LabelledImages, cached_features, image_mode, model_key
+    from .features import LabelledImages, cached_features, model_key
 
     # Random initial weights (a new head; the whole network with pretrained=False) come from the
     # global RNG: seed it so a run repeats.
@@ -103,7 +103,7 @@ def setup(model: str | Path | ZooModel, split: Split, *, strategy: str = "linear
         net.to("cpu")
         return Setup(net, plan, split, net.head, data["train"], data["val"], features=feats)
     pre = net.preprocessing
-    mode = image_mode(net)
+    mode = net.image_mode
     train_tf = train_transform(pre, mean_image=net.mean_image) if augment else net.transforms
     train_data = LabelledImages(split.paths("train"), split.labels("train"), train_tf, mode=mode)
     val_data = LabelledImages(split.paths("val"), split.labels("val"), net.transforms, mode=mode)
@@ -307,10 +307,10 @@ def _final_metrics(s: Setup, cfg: TrainConfig) -> dict[str, Any]:
             data = s.val_data if part == "val" else _feature_part(s, part)
             target = s.model.head
         else:
-            from .features import LabelledImages, image_mode
+            from .features import LabelledImages
 
             data = s.val_data if part == "val" else LabelledImages(
-                s.split.paths(part), s.split.labels(part), s.model.transforms, mode=image_mode(s.model))
+                s.split.paths(part), s.split.labels(part), s.model.transforms, mode=s.model.image_mode)
             target = s.model
         ev = evaluate(target, data, batch_size=cfg.eval_batch_size, device=cfg.device)
         target.to("cpu")

@@ -128,13 +128,13 @@ class Run:
             DataError: no such folder, an unknown class folder, no usable image.
         """
         from .data import scan_labelled
-        from .features import LabelledImages, image_mode
+        from .features import LabelledImages
         from .loop import evaluate
         from .metrics import classification_report
 
         model = self.model
         split, folder = scan_labelled(data_dir, self.classes)
-        data = LabelledImages(split.paths("test"), split.labels("test"), model.transforms, mode=image_mode(model))
+        data = LabelledImages(split.paths("test"), split.labels("test"), model.transforms, mode=model.image_mode)
         ev = evaluate(model, data, batch_size=batch_size, device=device)
         model.to("cpu")
         report = classification_report(ev["targets"].tolist(), ev["predictions"].tolist(), self.classes)
@@ -156,10 +156,8 @@ class Run:
 
         from zoo.images import open_image
 
-        from .features import image_mode
-
         model = self.model
-        transform, mode = model.transforms, image_mode(model)
+        transform, mode = model.transforms, model.image_mode
         labels = list(model.labels or self.classes)
         k = max(1, min(top_k, len(labels)))
         results: list[dict[str, Any]] = []

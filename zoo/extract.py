@@ -218,7 +218,7 @@ class Extractor:
         pre = self.model.preprocessing
         if draft:
             self.draft = int(pre.resize if draft is True and pre is not None else 256 if draft is True else draft)
-        self.mode = "L" if pre is not None and pre.input_size[0] == 1 else "RGB"
+        self.mode = self.model.image_mode
         self.image_transform, self.batch_transform = _split_transform(self.model.transforms)
         if self.batch_transform is not None:
             self.batch_transform = self.batch_transform.to(self.device)

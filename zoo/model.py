@@ -277,6 +277,12 @@ class ZooModel(nn.Module):
             return tuple(self.preprocessing.input_size)
         return (3, 224, 224)
 
+    @property
+    def image_mode(self) -> str:
+        """The PIL mode to decode images in: ``L`` for single-channel weights (decoding straight to grey
+        is cheaper), else ``RGB``."""
+        return "L" if self.input_size[0] == 1 else "RGB"
+
     # -- description ---------------------------------------------------------------------------
     @property
     def transforms(self):
