@@ -49,6 +49,11 @@ TRUST_LEVELS = ("publisher", "third-party", "suspect", "local")
 FORMATS = ("safetensors", "pth", "caffemodel", "binaryproto", "prototxt", "json")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
+# How an image reaches the input size (timm's ``crop_mode`` words): ``center`` resizes the shorter side
+# to ``resize`` and centre-crops; ``squash`` resizes both sides (aspect not kept) to ``resize`` scaled to
+# the crop's shape, then centre-crops (``resize`` equal to the input size feeds the whole image, as
+# Caffe feeds its small nets); ``border`` resizes the longer side and pads to the input size.
+CROP_MODES = ("center", "squash", "border")
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 _DIGEST_LENGTHS = {"sha256": 64, "sha1": 40, "git-blob-sha1": 40}
@@ -140,10 +145,11 @@ class FileSpec:
 class Preprocessing:
     """The input the weights expect, as plain numbers.
 
-    Images are resized so the shorter side is ``resize``, centre-cropped to ``input_size[1:]``, put in
-    ``channel_order``, multiplied by ``scale`` (1.0 gives [0, 1], 255.0 gives Caffe's 0-255), then
-    ``(x - mean) / std``. Caffe entries give ``mean_file`` (the role of a per-pixel mean file) instead
-    of, or beside, a mean pixel; their ``std`` is 1.
+    Images are resized as ``crop_mode`` says (by default the shorter side to ``resize``, then
+    centre-cropped to ``input_size[1:]``; see ``CROP_MODES``), with ``interpolation`` and ``antialias``,
+    put in ``channel_order``, multiplied by ``scale`` (1.0 gives [0, 1], 255.0 gives Caffe's 0-255),
+    then ``(x - mean) / std``. Caffe entries give ``mean_file`` (the role of a per-pixel mean file)
+    instead of, or beside, a mean pixel; their ``std`` is 1.
     """
 
     input_size: tuple[int, int, int]
@@ -154,6 +160,8 @@ class Preprocessing:
     channel_order: str = "RGB"
     scale: float = 1.0
     mean_file: str | None = None
+    crop_mode: str = "center"
+    antialias: bool = True
 
     @property
     def crop(self) -> tuple[int, int]:
@@ -164,7 +172,7 @@ class Preprocessing:
 class Head:
     """The classifier the weights were trained with, and where it sits in the module tree."""
 
-    num_classes: int
+    num_classes: int  # 0: a feature backbone with no classifier (DINOv2, CLIP vision towers)
     labels: str | tuple[str, ...] | None = None  # a label-set name (registry/labels/NAME.txt) or the labels
     classifier: str | None = None  # module path of the final layer, e.g. "fc", "heads.head"
     first_conv: str | None = None
@@ -360,7 +368,7 @@ def _parse_preprocessing(ctx: _Ctx, obj: Any, presets: dict[str, Any]) -> Prepro
     if not isinstance(obj, dict):
         raise ctx.fail("preprocessing", "must be an object or the name of a shared block")
     _no_extra(ctx, obj, {"input_size", "resize", "interpolation", "mean", "std", "channel_order", "scale",
-                         "mean_file"}, prefix)
+                         "mean_file", "crop_mode", "antialias"}, prefix)
     size = _take(ctx, obj, "input_size", list, prefix=prefix)
     if len(size) != 3 or not all(isinstance(v, int) and v > 0 for v in size):
         raise ctx.fail(prefix + "input_size", f"must be [channels, height, width], got {size!r}")
@@ -378,6 +386,9 @@ def _parse_preprocessing(ctx: _Ctx, obj: Any, presets: dict[str, Any]) -> Prepro
             raise ctx.fail(prefix + key, f"needs {channels} values (one per input channel), got {len(values)}")
     if any(s <= 0 for s in std):
         raise ctx.fail(prefix + "std", "must be positive")
+    crop_mode = _take(ctx, obj, "crop_mode", str, required=False, default="center", prefix=prefix)
+    if crop_mode not in CROP_MODES:
+        raise ctx.fail(prefix + "crop_mode", f"must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
     resize = _take(ctx, obj, "resize", int, required=False, default=max(size[1:]), prefix=prefix)
     if resize < max(size[1:]):
         raise ctx.fail(prefix + "resize", f"must be at least the crop size {max(size[1:])}, got {resize}")
@@ -385,7 +396,8 @@ def _parse_preprocessing(ctx: _Ctx, obj: Any, presets: dict[str, Any]) -> Prepro
         input_size=(size[0], size[1], size[2]), resize=resize, interpolation=interpolation, mean=mean,
         std=std, channel_order=order, scale=_take(ctx, obj, "scale", float, required=False, default=1.0,
                                                   prefix=prefix),
-        mean_file=_take(ctx, obj, "mean_file", str, required=False, prefix=prefix))
+        mean_file=_take(ctx, obj, "mean_file", str, required=False, prefix=prefix), crop_mode=crop_mode,
+        antialias=_take(ctx, obj, "antialias", bool, required=False, default=True, prefix=prefix))
 
 
 def _parse_head(ctx: _Ctx, obj: Any) -> Head:
@@ -394,8 +406,8 @@ def _parse_head(ctx: _Ctx, obj: Any) -> Head:
         raise ctx.fail("head", "must be an object")
     _no_extra(ctx, obj, {"num_classes", "labels", "classifier", "first_conv"}, prefix)
     num_classes = _take(ctx, obj, "num_classes", int, prefix=prefix)
-    if num_classes < 1:
-        raise ctx.fail(prefix + "num_classes", "must be at least 1")
+    if num_classes < 0:
+        raise ctx.fail(prefix + "num_classes", "must be 0 (a feature backbone with no classifier) or more")
     labels = obj.get("labels")
     if isinstance(labels, list):
         if len(labels) != num_classes or not all(isinstance(x, str) for x in labels):
@@ -528,7 +540,8 @@ def entry_to_dict(entry: Entry) -> dict[str, Any]:
         "license": entry.license,
         "preprocessing": {"input_size": list(p.input_size), "resize": p.resize, "interpolation": p.interpolation,
                           "mean": list(p.mean), "std": list(p.std), "channel_order": p.channel_order,
-                          "scale": p.scale, "mean_file": p.mean_file},
+                          "scale": p.scale, "mean_file": p.mean_file, "crop_mode": p.crop_mode,
+                          "antialias": p.antialias},
         "head": {"num_classes": h.num_classes,
                  "labels": list(h.labels) if isinstance(h.labels, tuple) else h.labels,
                  "classifier": h.classifier, "first_conv": h.first_conv},
