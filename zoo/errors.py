@@ -23,6 +23,7 @@ __all__ = [
     "DataError",
     "RunError",
     "CaffeError",
+    "ConfigError",
 ]
 
 
@@ -89,3 +90,7 @@ class RunError(ZooError, ValueError):
 
 class CaffeError(ZooError, ValueError):
     """A Caffe file is malformed or uses something the converter does not support."""
+
+
+class ConfigError(ZooError, ValueError):
+    """An option has a value the zoo does not accept (an unknown schedule, optimizer, monitor or key)."""
