@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.errors import ConfigError
 from zoo.model import ZooModel
 
 __all__ = ["STRATEGIES", "HEADS", "Plan", "prepare", "layer_groups", "FULL_GROUPS", "PARTIAL_LR_SCALE"]
@@ -153,19 +154,21 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
 
     Raises:
         UnknownLayerError: ``cut`` or ``unfreeze_from`` names no layer (the message lists the valid ones).
-        ValueError: an unknown strategy or head, or ``unfreeze_from`` without ``strategy="partial"``.
+        ConfigError: an unknown strategy or head (the valid ones named), or ``unfreeze_from`` without
+            ``strategy="partial"``.
 
     Example:
         >>> plan = prepare(model, "partial", num_classes=5, unfreeze_from="layer4")   # doctest: +SKIP
         >>> train(model, train_ds, val_ds, cfg, param_groups=plan.param_groups)     # doctest: +SKIP
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}.", option="strategy",
+                          valid=STRATEGIES)
     if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {head!r}.", option="head", valid=HEADS)
     if unfreeze_from is not None and strategy != "partial":
-        raise ValueError(f"unfreeze_from={unfreeze_from!r} applies to strategy 'partial' only "
-                         f"(got {strategy!r}); pass strategy='partial'")
+        raise ConfigError(f"unfreeze_from={unfreeze_from!r} applies to strategy 'partial' only "
+                          f"(got {strategy!r}); pass strategy='partial'.", option="unfreeze_from")
     if cut is not None:
         model.cut(cut)
     start_path = model.resolve_layer(unfreeze_from) if unfreeze_from is not None else None
