@@ -41,10 +41,9 @@ def test_linear_run_lowers_loss_writes_a_complete_run_and_reloads(tmp_path, base
     names = set(os.listdir(run.path))
     assert {"model.safetensors", "model.json", "config.json", "split.json", "metrics.jsonl", "metrics.json",
             "skipped.tsv", "README.md", "checkpoint.pt", "curves.png", "confusion.png"} <= names
-    config = run.config
-    assert config["base"] == base and config["options"]["strategy"] == "linear"
-    assert config["command"].startswith("zoo.finetune.fit(") and "epochs=12" in config["command"]
-    assert config["classes"] == ["ants", "bees", "cats"]
+    assert run.base == base and run.config.strategy == "linear" and run.kind == "finetune"
+    assert run.command.startswith("zoo.finetune.fit(") and "epochs=12" in run.command
+    assert run.classes == ["ants", "bees", "cats"]
     card = (run.path / "README.md").read_text()
     assert base in card and "licence: MIT" in card and "zoo.load(" in card and "ants" in card
     assert run.summary["val"]["n"] == 6 and "confusion" in run.summary["val"]
@@ -82,11 +81,11 @@ def test_strategies_train(tmp_path, base, data, strategy, extra):
               progress=False, device="cpu", **extra)
     history = run.history
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    groups = run.config["plan"]["groups"]
+    groups = run.record["plan"]["groups"]
     if strategy == "full":
         assert len(groups) >= 3 and groups[0]["lr_scale"] < groups[-1]["lr_scale"] == 1.0
     if strategy == "partial":
-        assert run.config["plan"]["unfreeze_from"] == "features.conv2"
+        assert run.record["plan"]["unfreeze_from"] == "features.conv2"
     model = run.model
     assert model(torch.zeros(1, 1, 16, 16)).shape == (1, 3)
 
