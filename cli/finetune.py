@@ -84,7 +84,8 @@ def config_options(table: list[tuple[str, tuple[str, ...], dict[str, Any]]]):
 @config_options(SCHEDULE_OPTIONS)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out with its stored options (options "
                                              "given here change them, e.g. --epochs to extend it).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars, set-up or per-epoch lines: the final summary only.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars, set-up or per-epoch lines: the final summary "
+                                                  "only.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (nothing else on stdout).")
 @click.pass_context
 def finetune_cmd(ctx: click.Context, model: str, data_dir: Path, out: Path | None, resume: bool, quiet: bool,
@@ -324,7 +325,8 @@ def runs_cmd(run_dirs: tuple[Path, ...], as_json: bool) -> None:
     table = [header] + [_runs_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
-        click.echo("  ".join(cell.ljust(w) if i < 4 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))))
+        cells = zip(line, widths, strict=True)
+        click.echo("  ".join(cell.ljust(w) if i < 4 else cell.rjust(w) for i, (cell, w) in enumerate(cells)))
 
 
 def _runs_cells(row: dict[str, Any]) -> tuple[str, ...]:

@@ -107,6 +107,8 @@ def train_cmd(ctx: click.Context, arch: str, data: str, out: str | None, resume:
         torch.set_num_threads(threads)
     if out is None and resume:
         raise click.UsageError("--resume needs --out RUN_DIR (the interrupted run's folder).")
+    if out is None and env.distributed().world > 1:
+        raise click.UsageError("under torchrun pass --out RUN_DIR: every process writes to the same run folder.")
     show = Output(quiet=quiet or env.distributed().rank != 0, as_json=as_json)
     out = out or str(default_out(arch, data))
     try:
@@ -155,7 +157,8 @@ def _print_summary(run: Any, arch: str, data: str, *, as_json: bool) -> None:
                f"({'best by validation loss' if summary.get('weights') == 'best' else 'the last'}), "
                f"{summary.get('train_seconds', 0.0):.0f} s training ({last.get('images_per_s', 0):.0f} images/s).")
     click.echo(f"run: {run.path}  (model card: {run.dir.card})")
-    click.echo(f"use it: zoo predict {run.path} IMAGE...   zoo evaluate {run.path} DATA_DIR   zoo.load({str(run.path)!r})")
+    click.echo(f"use it: zoo predict {run.path} IMAGE...   zoo evaluate {run.path} DATA_DIR   "
+               f"zoo.load({str(run.path)!r})")
 
 
 def _leave_process_group() -> None:

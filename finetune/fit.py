@@ -11,6 +11,7 @@ part, the model, card and plots through ``zoo.finetune.record``). Every option i
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,9 +103,9 @@ def setup(model: str | Path | ZooModel, split: Split, config: FinetuneConfig, *,
 
 
 def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConfig | None = None, *,
-        out: str | Path | None = None, resume: bool = False, progress: bool = True, command: str | None = None,
-        callbacks: dict[str, list[Callable]] | None = None, on_setup: Callable[[Setup], None] | None = None,
-        **options: Any) -> Run:
+        out: str | Path | None = None, resume: bool = False, progress: bool | None = None,
+        command: str | None = None, callbacks: dict[str, list[Callable]] | None = None,
+        on_setup: Callable[[Setup], None] | None = None, **options: Any) -> Run:
     """Fine-tune ``model`` on the images in ``data_dir`` and return the run.
 
     Args:
@@ -113,7 +114,8 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
         config: every option (``FinetuneConfig``); default ``FinetuneConfig()``.
         out: the run folder (default ``runs/<data folder name>``, numbered if taken).
         resume: continue the interrupted run in ``out`` with its stored config, split and checkpoint.
-        progress: progress bars (the CLI turns them on only on a terminal).
+        progress: progress bars; default (None): only when stderr is a terminal, so a log file gets
+            no carriage-return frames.
         command: the command line to record (the CLI passes its own).
         callbacks: passed to the loop (events ``on_step_end``, ``on_epoch_end``, ``on_checkpoint``).
         on_setup: called with the ``Setup`` before training (tests and tools use it to look inside).
@@ -139,6 +141,7 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
         >>> model = zoo.load(run.path)                                                  # doctest: +SKIP
     """
     data_dir = Path(data_dir).expanduser()
+    progress = sys.stderr.isatty() if progress is None else progress
     if resume:
         run_dir, config, record, split, model = _resume(model, out, config, options, command)
     else:

@@ -31,8 +31,8 @@ from .loop import TrainResult, evaluate
 from .metrics import classification_report
 from .rundir import RunDir
 
-__all__ = ["RECORD_VERSION", "new_record", "base_info", "resume_config", "folder_identity", "BestWeights", "restore_best",
-           "part_reports", "finish_run"]
+__all__ = ["RECORD_VERSION", "new_record", "base_info", "resume_config", "folder_identity", "BestWeights",
+           "restore_best", "part_reports", "finish_run"]
 
 RECORD_VERSION = 2  # 1: options in "options", no "kind"/"data" (runs before FinetuneConfig)
 

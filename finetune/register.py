@@ -86,7 +86,8 @@ def _preprocessing(run: Run, info: dict) -> Preprocessing:
 
 def _metrics(run: Run) -> tuple[Metric, ...]:
     summary = run.dir.read_summary() or {}
-    how = "from scratch" if run.kind == "scratch" else f"fine-tuned {(run.record.get('config') or {}).get('strategy', '')}"
+    strategy = (run.record.get("config") or {}).get("strategy", "")
+    how = "from scratch" if run.kind == "scratch" else f"fine-tuned {strategy}"
     return tuple(Metric(dataset=f"{run.data.get('name')}/{part}", metric="top1",
                         value=round(100 * float(summary[part]["accuracy"]), 3), protocol=how,
                         source=str(run.path.resolve()))

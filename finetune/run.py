@@ -123,7 +123,8 @@ class Run:
         """The command that continues this run after an interruption."""
         model = self.record.get("model") or self.base or "MODEL"
         if self.kind == "scratch":
-            return f"zoo train {model} --data {self.data.get('root') or self.data.get('name')} --out {self.path} --resume"
+            data = self.data.get("root") or self.data.get("name")
+            return f"zoo train {model} --data {data} --out {self.path} --resume"
         return f"zoo finetune {model} {self.data.get('root', 'DATA')} --out {self.path} --resume"
 
     def row(self) -> dict[str, Any]:
@@ -209,7 +210,8 @@ class Run:
                 probs = torch.softmax(model(torch.stack([x for _, x in pending])).float(), dim=1)
             values, indices = probs.topk(k, dim=1)
             for (i, _), vs, ix in zip(pending, values.tolist(), indices.tolist(), strict=True):
-                results[i]["top"] = [{"label": labels[j], "index": j, "probability": v} for v, j in zip(vs, ix, strict=True)]
+                results[i]["top"] = [{"label": labels[j], "index": j, "probability": v}
+                                     for v, j in zip(vs, ix, strict=True)]
             pending.clear()
 
         for src in images:

@@ -12,6 +12,7 @@ May import ``zoo``, ``zoo.registry`` and ``zoo.finetune``; never ``zoo.cli``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +33,8 @@ from .record import BestWeights, finish_run, folder_identity, new_record, part_r
 from .run import Run
 from .rundir import RunDir
 
-__all__ = ["train_scratch", "scratch_config", "default_out", "build_scratch_model", "train_flops_per_sample", "FLAT_BUILDERS"]
+__all__ = ["train_scratch", "scratch_config", "default_out", "build_scratch_model", "train_flops_per_sample",
+           "FLAT_BUILDERS"]
 
 FLAT_BUILDERS = ("softmax", "mlp_sigmoid", "mlp_relu")  # these need the input size
 SMALL_STEM_BUILDERS = ("googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -202,7 +204,7 @@ def _preprocessing(ds: TensorImageDataset) -> Preprocessing:
 
 
 def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = None, *,
-                  out: str | Path | None = None, resume: bool = False, progress: bool = True,
+                  out: str | Path | None = None, resume: bool = False, progress: bool | None = None,
                   command: str | None = None, data_root: str | Path | None = None,
                   callbacks: dict[str, list[Callable]] | None = None,
                   on_start: Callable[[dict[str, Any]], None] | None = None, **options: Any) -> Run:
@@ -216,7 +218,8 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
         config: the options; default ``scratch_config(arch)`` (the recipe).
         out: the run folder (default ``runs/<arch>-<data name>``, numbered if taken).
         resume: continue the interrupted run in ``out`` with its stored config.
-        progress: progress bars (the CLI turns them on only on a terminal).
+        progress: progress bars; default (None): only when stderr is a terminal, so a log file gets
+            no carriage-return frames.
         command: the command line to record (the CLI passes its own).
         data_root: where the built-in data sets live.
         callbacks: passed to the loop, e.g. a time budget that raises ``StopTraining``.
@@ -237,6 +240,7 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
         >>> run.summary["test"]["accuracy"]                              # doctest: +SKIP
     """
     builder, _, entry_name, entry = _architecture(arch)  # an unknown arch fails here, before any data is read
+    progress = sys.stderr.isatty() if progress is None else progress
     recipe = recipe_for(builder)
     run_dir, config, record = _open(arch, data, config, options, out=out, resume=resume)
     loaded, config = _load(data, config, recipe.augment, data_root, run_dir if resume else None)
@@ -256,7 +260,8 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
                 "preprocessing": None}
         record = new_record("scratch", command=command or f"zoo.finetune.train_scratch({arch!r}, {str(data)!r})",
                             model_ref=arch, base=base, data=loaded.identity, config=config,
-                            plan={"strategy": "scratch", "trainable_params": n, "frozen_params": 0}, device=config.train.device)
+                            plan={"strategy": "scratch", "trainable_params": n, "frozen_params": 0},
+                            device=config.train.device)
     master = env.distributed().rank == 0
     if on_start is not None:
         on_start(record)
@@ -293,8 +298,12 @@ def _open(arch: str, data: str | Path, config: FinetuneConfig | None, options: d
             record.setdefault("resumed", []).append({"changed": sorted(options)})
         return run_dir, config, record
     config = (config or scratch_config(arch)).with_options(**options)
+    place = env.distributed()
+    if out is None and place.world > 1:
+        raise RunError("under torchrun every process must write to the same run folder: pass out=... (--out).")
     run_dir = RunDir(out if out is not None else default_out(arch, data))
-    if run_dir.holds_run():
+    # Rank 0 alone checks: it may already have started the run when another rank gets here.
+    if place.rank == 0 and run_dir.holds_run():
         raise RunError(f"{run_dir.path} already holds a run. Continue it with --resume (resume=True), or pass "
                        "another --out to start a new one.")
     return run_dir, config.with_defaults(STRATEGY_FREE), None

@@ -103,6 +103,34 @@ def test_errors(tmp_path, base, data):
         fit(base, data, out=tmp_path / "d", resume=True, progress=False)
 
 
+def test_the_saved_weights_are_the_best_epochs(tmp_path, base, data):
+    snapshots, wrecked = {}, []
+
+    def wreck(info):
+        # Noise on every weight at the start of the last epoch: that epoch's validation loss is the worst.
+        if info["epoch"] == 3 and not wrecked:
+            with torch.no_grad():
+                for p in info["model"].parameters():
+                    p.add_(torch.randn_like(p) * 2.0)
+            wrecked.append(True)
+
+    def snap(info):
+        snapshots[info["epoch"]] = {k: v.detach().clone() for k, v in info["model"].state_dict().items()}
+
+    run = fit(base, data, out=tmp_path / "run", strategy="full", epochs=4, lr=3e-3, batch_size=8, progress=False,
+              device="cpu", callbacks={"on_step_end": [wreck], "on_epoch_end": [snap]})
+    losses = {r["epoch"]: r["val_loss"] for r in run.history}
+    best = min(losses, key=losses.get)
+    assert best != 4 and run.summary["weights_epoch"] == best == run.summary["best_epoch"]["epoch"]
+    saved = zoo.load(run.path).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in snapshots[best].items())
+    assert not all(torch.equal(saved[k], v) for k, v in snapshots[4].items())
+    assert f"The saved weights are epoch {best}'s of 4" in (run.path / "README.md").read_text()
+    assert not (run.path / "best.safetensors").exists()
+    # The report is the saved weights': the best epoch's validation loss, not the last one's.
+    assert run.summary["val"]["loss"] == pytest.approx(losses[best], rel=1e-4)
+
+
 def test_python_model_object(tmp_path, data):
     run = fit(tiny_model(), data, out=tmp_path / "run", epochs=3, lr=0.05, progress=False, device="cpu")
     assert run.summary["val"]["n"] == 6
