@@ -133,6 +133,9 @@ def _describe_start(show: Output, record: dict[str, Any], out: str) -> None:
               + ", ".join(f"{p} {n}" for p, n in data["sizes"].items()) + f"; run folder {out}")
     if "input" in data:
         show.echo(f"input {size} ({'grey' if cfg['grey'] else 'colour'}), from {data['input']['from']}")
+    else:
+        show.echo("no validation part: the per-epoch val_ figures are on the test split, and the last epoch's "
+                  "weights are kept")
     show.echo(f"recipe {record['base']['recipe']}: {cfg['epochs']} epochs, lr {cfg['lr']:g}, batch "
               f"{cfg['train']['batch_size']}, {cfg['train']['optimizer']}, augment {cfg['augment']}")
 

@@ -239,7 +239,7 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
         >>> run = train_scratch("lenet", "fashion-mnist", epochs=1)      # doctest: +SKIP
         >>> run.summary["test"]["accuracy"]                              # doctest: +SKIP
     """
-    builder, _, entry_name, entry = _architecture(arch)  # an unknown arch fails here, before any data is read
+    builder, _, _, entry = _architecture(arch)  # an unknown arch fails here, before any data is read
     progress = sys.stderr.isatty() if progress is None else progress
     recipe = recipe_for(builder)
     run_dir, config, record = _open(arch, data, config, options, out=out, resume=resume)
@@ -254,14 +254,9 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
     if config.train.flops_per_sample is None and torch.cuda.is_available() and config.train.device != "cpu":
         config = config.with_options(flops_per_sample=train_flops_per_sample(model, loaded.train.input_size))
     if record is None:
-        n = sum(p.numel() for p in model.parameters())
-        base = {"name": entry_name or builder, "architecture": builder, "license": getattr(entry, "license", "unknown"),
-                "origin": getattr(entry, "origin", ""), "pretrained": False, "recipe": recipe.name,
-                "preprocessing": None}
-        record = new_record("scratch", command=command or f"zoo.finetune.train_scratch({arch!r}, {str(data)!r})",
-                            model_ref=arch, base=base, data=loaded.identity, config=config,
-                            plan={"strategy": "scratch", "trainable_params": n, "frozen_params": 0},
-                            device=config.train.device)
+        shown = "".join(f", {k}={v!r}" for k, v in options.items())
+        command = command or f"zoo.finetune.train_scratch({arch!r}, {str(data)!r}{shown})"
+        record = _new_record(arch, builder, entry, recipe.name, model, loaded, config, command)
     master = env.distributed().rank == 0
     if on_start is not None:
         on_start(record)
@@ -321,6 +316,19 @@ def _load(data: str | Path, config: FinetuneConfig, recipe_augment: str, root: A
     split = resumed.read_split(verify=True) if resumed is not None else scan(folder, valid_pct=config.valid_pct,
                                                                             seed=config.seed)
     return _folder(split, config, augment)
+
+
+def _new_record(arch: str, builder: str, entry: Any, recipe: str, model: torch.nn.Module, data: _Data,
+                config: FinetuneConfig, command: str) -> dict[str, Any]:
+    """The record of a new run from scratch: the architecture's entry (its code's licence; the weights
+    inherit none) and recipe, the data's identity, the config."""
+    base = {"name": entry.name if entry is not None else builder, "architecture": builder, "pretrained": False,
+            "recipe": recipe,
+            "license": getattr(entry, "license", "unknown"), "origin": getattr(entry, "origin", ""),
+            "preprocessing": None}
+    plan = {"strategy": "scratch", "trainable_params": sum(p.numel() for p in model.parameters()), "frozen_params": 0}
+    return new_record("scratch", command=command, model_ref=arch, base=base, data=data.identity, config=config,
+                      plan=plan, device=config.train.device)
 
 
 def _train(model: torch.nn.Module, data: _Data, config: FinetuneConfig, run_dir: RunDir, *, resume: bool,
