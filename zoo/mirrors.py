@@ -123,7 +123,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         return {"schema": 1, "entries": {}, "failed": {}}
     try:
         data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise DownloadError(f"The mirror manifest {path} cannot be read ({err}); fix or delete it, "
                             f"then run `zoo mirror` again.") from err
     if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):

@@ -169,7 +169,7 @@ def read_record(path: Path, *, record_file: Path | None = None) -> dict[str, Any
     when absent or unreadable."""
     try:
         data = json.loads((record_file or record_path(path)).read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable is the same as absent: hash again
         return None
     return data if isinstance(data, dict) else None
 
@@ -247,7 +247,7 @@ def _read_pins() -> dict[str, Any]:
         data = json.loads(pins_path().read_text("utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         # A damaged pin file would silently weaken verification; make the user look at it.
         raise DownloadError(f"The pin file {pins_path()} cannot be read ({err}); it records the full "
                             f"sha256 of prefix-checksummed files. Fix or delete it and re-download.") from err

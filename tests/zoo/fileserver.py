@@ -196,6 +196,8 @@ class ConnectionCounter:
 
     def close(self) -> int:
         """Stop, counting the connections still waiting in the backlog too; returns ``count``."""
+        if self._stop.is_set():
+            return self.count
         self._stop.set()
         self._thread.join(timeout=5)
         self._sock.setblocking(False)
