@@ -106,7 +106,7 @@ def fetch_verified(entry: Entry, role: str = "weights", *, force: bool = False, 
             store.partial_path(dest).unlink(missing_ok=True)
         elif found := store.lookup(entry, spec):  # another process may have fetched it while we waited
             return found
-        return _fetch_locked(entry, spec, dest, progress)
+        return _fetch_locked(entry, spec, dest, progress, force)
 
 
 def fetch_file(entry: Entry, role: str = "weights", *, force: bool = False, progress: bool = True) -> Path:
@@ -156,11 +156,11 @@ class _Report:
     skipped_offline: list[str] = field(default_factory=list)
 
 
-def _fetch_locked(entry: Entry, spec: FileSpec, dest: Path, progress: bool) -> Verified:
+def _fetch_locked(entry: Entry, spec: FileSpec, dest: Path, progress: bool, force: bool) -> Verified:
     offline = env.offline()
     job = Job(partial=store.partial_path(dest), label=f"{entry.name}/{spec.filename}", size=spec.size,
               want_sha1=spec.checksum is not None and spec.checksum.algorithm == "sha1", offline=offline,
-              progress=progress)
+              progress=progress, force=force)
     report = _Report()
     for cand in transports.candidates(entry, spec):
         if offline and cand.network:
@@ -214,6 +214,8 @@ def _attempt(entry: Entry, spec: FileSpec, cand: Candidate, job: Job) -> tuple[D
 def _verify(entry: Entry, spec: FileSpec, got: Delivery, label: str) -> dict:
     checksum = spec.checksum or got.checksum
     if checksum is None:
+        if not got.in_place:
+            got.path.unlink(missing_ok=True)  # unverifiable bytes are not kept to be resumed
         raise SourceFailed("the entry gives no checksum and the source offered none to verify against")
     size = got.path.stat().st_size
     try:

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from zoo import store
 from zoo.registry import env
 from zoo.registry.schema import Checksum, Source
 
@@ -67,7 +68,7 @@ def offline_mode(offline: bool | None = None) -> Iterator[None]:
         constants.HF_HUB_OFFLINE = before
 
 
-def download(source: Source, *, offline: bool, progress: bool) -> Path | None:
+def download(source: Source, *, offline: bool, progress: bool, force: bool = False) -> Path | None:
     """The path of a Hub file in huggingface_hub's cache, downloading it there if needed.
 
     A file already in the cache (a user's, or an earlier download) is returned without any request;
@@ -77,6 +78,7 @@ def download(source: Source, *, offline: bool, progress: bool) -> Path | None:
         source: a registry source with ``hf_repo``, ``hf_filename`` and maybe ``hf_revision``.
         offline: never touch the network.
         progress: show huggingface_hub's progress bar.
+        force: download again even when cached (not offline, where the cache is all there is).
 
     Returns:
         The snapshot path (a link to the blob named by its LFS sha256), or None offline when absent.
@@ -86,16 +88,16 @@ def download(source: Source, *, offline: bool, progress: bool) -> Path | None:
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    cache = env.hf_hub_cache()
+    cache = store.hub_cache()
     with offline_mode(offline):
         found = try_to_load_from_cache(source.hf_repo, source.hf_filename, cache_dir=cache,
                                        revision=source.hf_revision)
-        if isinstance(found, str):
+        if isinstance(found, str) and (offline or not force):
             return Path(found)
         if offline:
             return None
         local = hf_hub_download(source.hf_repo, source.hf_filename, revision=source.hf_revision, cache_dir=cache,
-                                **({} if progress else {"tqdm_class": _silent_tqdm()}))
+                                force_download=force, **({} if progress else {"tqdm_class": _silent_tqdm()}))
     return Path(local)
 
 
@@ -145,7 +147,7 @@ def remove(paths: Iterable[Path], *, dry_run: bool = False) -> int:
     if not wanted:
         return 0
     try:
-        info = scan_cache_dir(env.hf_hub_cache())
+        info = scan_cache_dir(store.hub_cache())
     except CacheNotFound:
         return 0
     files = [f for repo in info.repos for rev in repo.revisions for f in rev.files if f.file_path in wanted]

@@ -49,7 +49,7 @@ __all__ = [
     "hub_records_root", "hub_record_path", "locks_root", "lock_path", "converted_path", "pins_path", "features_path",
     "datasets_root", "hub_cache", "is_bookkeeping", "spec_for", "read_record", "write_record",
     "record_is_fresh", "record_vouches", "iter_hub_records", "pinned_sha256", "pin", "hash_file",
-    "actual_digest", "expected_digest", "digest_matches", "check", "lookup", "find",
+    "actual_digest", "expected_digest", "digest_matches", "check", "lookup", "current_conversion", "find",
 ]
 
 RECORD_SUFFIX = ".verified"
@@ -429,6 +429,16 @@ def lookup(entry: Entry, spec: FileSpec) -> Verified | None:
         if record_is_fresh(path, record):
             _warn_if_suspect(entry, path, record)
             return Verified(path, record["sha256"], record.get("source", "the Hub cache"))
+    return None
+
+
+def current_conversion(entry_name: str, filename: str, source_sha256: str) -> Path | None:
+    """The safetensors conversion of an entry's ``.pth`` when its record says it was converted from
+    the bytes with ``source_sha256`` and the file has not changed since; else None (convert again)."""
+    target = converted_path(entry_name, filename)
+    record = read_record(target)
+    if record_is_fresh(target, record) and record.get("converted_from_sha256") == source_sha256:
+        return target
     return None
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from zoo import hub
+from zoo import hub, store
 from zoo._io import CHUNK, free_space
 from zoo.errors import ChecksumMismatchError, StorageError
 from zoo.registry import env
@@ -68,6 +68,7 @@ class Job:
     want_sha1: bool = False  # the registry's checksum is a sha1
     offline: bool = False  # never touch the network
     progress: bool = True  # a progress bar on stderr
+    force: bool = False  # fetch again what a cache (the Hub's) already holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +251,7 @@ def copy_package(source: Source, job: Job) -> Delivery:
 def from_hub(source: Source, job: Job) -> Delivery:
     """A Hub file, fetched into (or found in) huggingface_hub's cache and hashed there: not copied."""
     try:
-        local = hub.download(source, offline=job.offline, progress=job.progress)
+        local = hub.download(source, offline=job.offline, progress=job.progress, force=job.force)
     except OSError as err:
         if err.errno in _LOCAL_ERRNOS:
             raise  # the Hub cache's disk is full or read-only: this machine's problem, said as such
@@ -258,7 +259,7 @@ def from_hub(source: Source, job: Job) -> Delivery:
     except Exception as err:  # the Hub raises many types; each becomes one reason in the report
         raise SourceFailed(f"{type(err).__name__}: {_first_line(err)}") from err
     if local is None:
-        raise SourceFailed(f"offline and not in the Hugging Face cache {env.hf_hub_cache()}", offline_skip=True)
+        raise SourceFailed(f"offline and not in the Hugging Face cache {store.hub_cache()}", offline_skip=True)
     blob = Path(os.path.realpath(local))
     if job.size is not None and blob.stat().st_size != job.size:
         raise _size_mismatch(job, blob.stat().st_size, "the Hub's file is")

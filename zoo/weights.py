@@ -196,10 +196,10 @@ def load_entry_weights(entry: Entry, *, progress: bool = True) -> dict[str, torc
     got = fetch_verified(entry, "weights", progress=progress)
     if spec.format == "safetensors":
         return read_state_dict(got.path, format="safetensors")
+    converted = store.current_conversion(entry.name, spec.filename, got.sha256)
+    if converted is not None:
+        return read_state_dict(converted, format="safetensors")
     target = store.converted_path(entry.name, spec.filename)
-    record = store.read_record(target)
-    if store.record_is_fresh(target, record) and record.get("converted_from_sha256") == got.sha256:
-        return read_state_dict(target, format="safetensors")
     with FileLock(str(store.lock_path(entry.name, target.name))):
         state = read_state_dict(got.path, format="pth")
         save_state_dict(state, target, metadata={"zoo.entry": entry.name, "zoo.converted_from": spec.filename,

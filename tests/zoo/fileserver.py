@@ -113,7 +113,11 @@ def _handler(state: FileServer):
                 payload = payload[:drop]
             for i in range(0, len(payload), 1 << 16):
                 piece = payload[i:i + (1 << 16)]
-                self.wfile.write(piece)
+                try:
+                    self.wfile.write(piece)
+                except OSError:  # the client hung up (it refused the body, or stopped reading): fine
+                    self.close_connection = True
+                    return
                 with state.lock:
                     state.bytes_sent[path] += len(piece)
                 if state.chunk_delay:

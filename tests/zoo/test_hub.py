@@ -119,3 +119,12 @@ def test_cache_lists_verifies_and_removes_hub_files(fake_hub, make_entry, user_r
     assert [f.filename for f in removed] == ["model.safetensors"]
     assert not path.exists() and not blob.exists() and list_cached() == []
     assert open(readme).read().startswith("# a file")  # huggingface_hub's strategy kept the rest
+
+
+def test_force_downloads_a_hub_file_again(fake_hub, make_entry, http_server):
+    fake_hub("org/again", "model.safetensors", DATA)
+    entry = _hub_entry(make_entry, "net.again", "org/again")
+    fetch_file(entry, progress=False)
+    gets = len(http_server.gets("org/again/resolve/main/model.safetensors"))
+    assert fetch_file(entry, force=True, progress=False).read_bytes() == DATA
+    assert len(http_server.gets("org/again/resolve/main/model.safetensors")) == gets + 1
