@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from zoo._io import CHUNK, free_space
 from zoo.errors import ChecksumMismatchError, StorageError
 from zoo.registry import env
 from zoo.registry.schema import Checksum, Entry, FileSpec, Source
-from zoo.store import Digests, Hasher, hash_file
+from zoo.store import ChecksumWarning, Digests, Hasher, hash_file
 
 __all__ = ["Job", "Delivery", "Candidate", "SourceFailed", "PartialWriter", "TRANSPORTS", "candidates", "deliver",
            "RETRIES", "BACKOFF_BASE", "BACKOFF_MAX", "TIMEOUT", "RETRY_STATUS"]
@@ -315,9 +316,16 @@ def _resumable_offset(job: Job) -> int:
     offset = job.partial.stat().st_size if job.partial.exists() else 0
     if job.size is not None and offset >= job.size:
         # Complete-but-unverified or overlong: it cannot be continued. Start over.
-        job.partial.unlink(missing_ok=True)
+        _discard(job, f"it holds {offset:,} bytes and the entry declares {job.size:,}")
         return 0
     return offset
+
+
+def _discard(job: Job, why: str) -> None:
+    job.partial.unlink(missing_ok=True)
+    warnings.warn(f"The partial download {job.partial} cannot be resumed ({why}); it was discarded and "
+                  f"{job.label} is fetched from the start. The damage was on this machine, not at the source.",
+                  ChecksumWarning, stacklevel=2)
 
 
 def _open(url: str, offset: int) -> http.client.HTTPResponse:
@@ -369,7 +377,7 @@ def http_get(url: str, job: Job) -> Delivery:
             if err.code == 416 and offset:
                 # Our partial is not a prefix the server can continue (it changed, or it is complete
                 # but unverified): start again from zero.
-                job.partial.unlink(missing_ok=True)
+                _discard(job, f"the server cannot continue from byte {offset:,}: HTTP 416")
                 continue
             if err.code not in RETRY_STATUS or attempt >= RETRIES:
                 raise SourceFailed(f"HTTP {err.code} {err.reason}" + (

@@ -144,8 +144,20 @@ def test_a_partial_longer_than_the_declared_size_is_started_over(http_server, ma
     partial = store.partial_path(store.file_path("net.long", "weights.safetensors"))
     partial.parent.mkdir(parents=True)
     partial.write_bytes(DATA + b"junk")
-    assert fetch_file(entry, progress=False).read_bytes() == DATA
+    with pytest.warns(ChecksumWarning, match="cannot be resumed.*damage was on this machine, not at the source"):
+        assert fetch_file(entry, progress=False).read_bytes() == DATA
     assert [g["range"] for g in http_server.gets("w.bin")] == [None]
+
+
+def test_a_partial_the_server_cannot_continue_is_started_over(http_server, make_entry):
+    url = http_server.add("w.bin", DATA)
+    entry = make_entry("net.416", [file_dict([url], DATA)])  # no declared size: only the server can tell
+    partial = store.partial_path(store.file_path("net.416", "weights.safetensors"))
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(DATA + b"junk")
+    with pytest.warns(ChecksumWarning, match="HTTP 416.*not at the source"):
+        assert fetch_file(entry, progress=False).read_bytes() == DATA
+    assert [g["range"] for g in http_server.gets("w.bin")] == [f"bytes={len(DATA) + 4}-", None]
 
 
 def test_files_the_zoo_writes_follow_the_umask(http_server, make_entry, tmp_path):
