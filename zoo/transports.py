@@ -352,10 +352,21 @@ def _receive(resp: http.client.HTTPResponse, job: Job, offset: int) -> Delivery:
             while chunk := fh.read(CHUNK):
                 hasher.update(chunk)
     with PartialWriter(job, append=resumed, total=total, hasher=hasher) as out:
-        _pump(resp.read, out, job.size)
+        _pump(_network_read(resp), out, job.size)
         if total is not None and out.written < total:
             raise ConnectionError(f"connection closed after {out.written} of {total} bytes")
     return Delivery(job.partial, hasher.digests(), resumed=resumed)
+
+
+def _network_read(resp: http.client.HTTPResponse) -> Callable[[int], bytes]:
+    def read(n: int) -> bytes:
+        try:
+            return resp.read(n)
+        except (ConnectionError, TimeoutError):
+            raise
+        except OSError as err:  # a TLS error mid-body is the link's failure, not this disk's: retried
+            raise ConnectionError(f"{type(err).__name__}: {err}") from err
+    return read
 
 
 def http_get(url: str, job: Job) -> Delivery:
