@@ -156,7 +156,8 @@ class PartialWriter:
         self.written = job.partial.stat().st_size if append else 0
         self._fh: IO[bytes] = open(job.partial, "ab" if append else "wb")  # noqa: SIM115 (closed in close)
         self._bar = tqdm(total=total, initial=self.written, unit="B", unit_scale=True, unit_divisor=1024,
-                         desc=job.label, disable=not job.progress, leave=False, dynamic_ncols=True)
+                         desc=job.label, leave=False, dynamic_ncols=True,
+                         disable=None if job.progress else True)  # None: tqdm's rule, a bar only on a terminal
 
     def write(self, chunk: bytes) -> None:
         self._fh.write(chunk)
