@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo import store
 from zoo.errors import DataError
 from zoo.registry import env
 
@@ -158,7 +159,7 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def _data_root() -> Path:
-    return env.zoo_home() / "datasets"
+    return store.datasets_root()
 
 
 def find_fashion_mnist(root: str | Path | None = None) -> Path:
