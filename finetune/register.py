@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from zoo import store
 from zoo._io import file_digest, write_json
 from zoo.errors import RegistryError, RunError
 from zoo.registry import env
@@ -49,7 +50,7 @@ def _entry_name(run: Run, name: str | None) -> str:
 
 def registered_copy(name: str) -> RunDir:
     """Where the registered copy of entry ``name`` lives: ``$ZOO_HOME/runs/<name>``."""
-    return RunDir(env.zoo_home() / "runs" / name)
+    return RunDir(store.registered_run_path(name))
 
 
 def _copy_run(run: Run, target: RunDir) -> None:
