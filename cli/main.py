@@ -35,6 +35,7 @@ COMMANDS = {
     "predict": "zoo.cli.finetune:predict_cmd",
     "lr-find": "zoo.cli.finetune:lr_find_cmd",
     "register": "zoo.cli.finetune:register_cmd",
+    "runs": "zoo.cli.finetune:runs_cmd",
     "train": "zoo.cli.train:train_cmd",
     "import-caffe": "zoo.cli.caffe:import_caffe_cmd",
     "demo": "zoo.cli.demo:demo_cmd",

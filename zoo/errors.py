@@ -27,6 +27,7 @@ __all__ = [
     "ImageError",
     "DataError",
     "RunError",
+    "ConfigError",
     "CaffeError",
 ]
 
@@ -153,6 +154,15 @@ class DataError(ZooError, ValueError):
 
 class RunError(ZooError, ValueError):
     """A run directory is missing, incomplete or inconsistent."""
+
+
+class ConfigError(ZooError, ValueError):
+    """A training or fine-tuning option the zoo cannot use. ``option`` names it; ``valid`` lists the
+    accepted values or names, when there is a fixed set."""
+
+    def __init__(self, message: str, *, option: str = "", valid: tuple[str, ...] | list[str] = ()):
+        self.option, self.valid = option, tuple(valid)
+        super().__init__(message)
 
 
 class CaffeError(ZooError, ValueError):

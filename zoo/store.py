@@ -13,6 +13,7 @@ Owns:
       pins.json                           full sha256 values pinned for prefix checksums
       features/<model key>/<files key>.safetensors   cached features (``zoo.finetune``)
       datasets/                           data sets the zoo installs (Fashion-MNIST)
+      runs/<entry>/                       registered runs' model, record and card (``zoo register``)
 
   Hub files themselves live once, in huggingface_hub's own cache (``hub_cache``).
 - Records: facts written after a file was hashed (size and mtime pin the bytes), so a later load
@@ -47,7 +48,7 @@ __all__ = [
     "RECORD_SUFFIX", "PARTIAL_SUFFIX", "LOCK_SUFFIX", "ChecksumWarning", "Digests", "Hasher", "Expected",
     "Verified", "home", "files_root", "entry_folder", "file_path", "partial_path", "record_path",
     "hub_records_root", "hub_record_path", "locks_root", "lock_path", "converted_path", "pins_path", "features_path",
-    "datasets_root", "hub_cache", "is_bookkeeping", "spec_for", "read_record", "write_record",
+    "datasets_root", "registered_run_path", "hub_cache", "is_bookkeeping", "spec_for", "read_record", "write_record",
     "record_is_fresh", "record_vouches", "iter_hub_records", "pinned_sha256", "pin", "hash_file",
     "actual_digest", "expected_digest", "digest_matches", "check", "lookup", "current_conversion", "find",
 ]
@@ -134,6 +135,11 @@ def features_path(model_key: str, files_key: str) -> Path:
 def datasets_root() -> Path:
     """``$ZOO_HOME/datasets``: data sets the zoo installs."""
     return home() / "datasets"
+
+
+def registered_run_path(entry_name: str) -> Path:
+    """``$ZOO_HOME/runs/<entry>``: the copy of a run that ``zoo register`` made that entry point at."""
+    return home() / "runs" / entry_name
 
 
 def hub_cache() -> Path:
