@@ -83,8 +83,8 @@ class TrainResult:
 
 
 class StopTraining(Exception):
-    """Raise from a callback to end training cleanly: at once (a checkpoint is written) from
-    ``on_step_end``, after the epoch's checkpoint from ``on_epoch_end``."""
+    """Raise from a callback to end training cleanly, with a checkpoint of where it stopped: at once
+    from ``on_step_end``, at the epoch's end from ``on_epoch_end``."""
 
 
 @dataclass(eq=False)
@@ -384,12 +384,14 @@ def _end_epoch(run: _Run, state: TrainState, val_data: Any) -> bool:
     run.epoch_t0, run.epoch_seconds_before = time.perf_counter(), 0.0
     last = state.epoch == cfg.epochs or state.step >= run.total_steps
     stop = cfg.early_stopping is not None and state.bad_epochs >= cfg.early_stopping
-    if state.epoch % cfg.checkpoint_every == 0 or last or stop:
-        _save(run, state)
+    # The callbacks first (logs, the best weights), then the checkpoint that commits the epoch: a kill
+    # in between redoes the epoch on resume, and a callback's files are rewritten from the state.
     try:
         _fire(run, "on_epoch_end", epoch=state.epoch, step=state.step, row=row, history=state.history)
     except StopTraining:
         stop = True
+    if state.epoch % cfg.checkpoint_every == 0 or last or stop:
+        _save(run, state)
     return stop
 
 
