@@ -191,7 +191,8 @@ def _check_events(callbacks: Callbacks | None) -> Callbacks:
         if event not in EVENTS:
             hints = close_matches(event, EVENTS)
             hint = f" (did you mean {hints[0]}?)" if hints else ""
-            raise ConfigError(f"unknown callback event {event!r}{hint}; events are {', '.join(EVENTS)}")
+            raise ConfigError(f"unknown callback event {event!r}{hint}; events are {', '.join(EVENTS)}",
+                              option="callbacks", valid=EVENTS)
     return callbacks
 
 

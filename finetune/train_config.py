@@ -71,14 +71,16 @@ class TrainConfig:
                           ("warmup_epochs", 0), ("min_lr_ratio", 0), ("checkpoint_interval", 0)):
             value = getattr(self, name)
             if value < low:
-                raise ConfigError(f"training option {name}={value!r} is below {low}; give {name} >= {low}")
+                raise ConfigError(f"training option {name}={value!r} is below {low}; give {name} >= {low}",
+                                  option=name)
         for name in ("early_stopping", "max_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ConfigError(f"training option {name}={value!r} must be at least 1, or None for no limit")
+                raise ConfigError(f"training option {name}={value!r} must be at least 1, or None for no limit",
+                                  option=name)
         if self.schedule == "exponential" and not 0 < self.min_lr_ratio < 1:
             raise ConfigError(f"schedule 'exponential' climbs from lr * min_lr_ratio to lr, so min_lr_ratio must be "
-                              f"between 0 and 1 (exclusive), got {self.min_lr_ratio!r}")
+                              f"between 0 and 1 (exclusive), got {self.min_lr_ratio!r}", option="min_lr_ratio")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (JSON-ready)."""
@@ -97,7 +99,7 @@ class TrainConfig:
             hints = sorted({m for key in unknown for m in close_matches(key, names)})
             hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
             raise ConfigError(f"unknown training option(s) {', '.join(unknown)}{hint}; "
-                              f"valid options: {', '.join(names)}")
+                              f"valid options: {', '.join(names)}", option=unknown[0], valid=names)
         return cls(**data)
 
 
@@ -107,7 +109,7 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
     hints = close_matches(str(value), [str(c) for c in choices]) if isinstance(value, str) else []
     hint = f" (did you mean {hints[0]!r}?)" if hints else ""
     raise ConfigError(f"training option {name}={value!r} is not valid{hint}; choose one of "
-                      f"{', '.join(map(repr, choices))}")
+                      f"{', '.join(map(repr, choices))}", option=name, valid=[str(c) for c in choices])
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int, warmup: int) -> float:
