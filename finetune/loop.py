@@ -372,7 +372,7 @@ def _end_epoch(run: _Run, state: TrainState, val_data: Any) -> bool:
     cfg = run.cfg
     row = _epoch_row(run, state, val_data)
     key = _monitor_key(cfg, val_data, row)
-    # Only quick assignments from here to the checkpoint, so an interrupt cannot split them.
+    # Only quick assignments here, so an interrupt (under DDP, where it is not deferred) cannot split them.
     state.history.append(row)
     if _is_better(row[key], state.best.get(key), key):
         state.best, state.bad_epochs = dict(row), 0
