@@ -3,7 +3,7 @@ is opened here.
 
 Owns: ``open_image`` (paths, bytes, file objects, PIL images, numpy arrays -> a PIL image in the mode the
 model wants, with EXIF orientation applied and alpha composited on white), ``find_images`` (image files
-in a folder, natural order), ``ImageDataset`` and ``collate_skip`` (a torch Dataset that reports
+in a folder, in the zoo's one natural order, ``zoo.registry.catalog.natural_key``), ``ImageDataset`` and ``collate_skip`` (a torch Dataset that reports
 unreadable files instead of crashing, also from DataLoader worker processes).
 
 Real folders hold rotated phone photos, palette GIFs with transparency, CMYK JPEGs from print shops,
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import struct
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +27,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from zoo.registry.catalog import natural_key
 
 from .errors import ImageError
 
@@ -71,12 +72,6 @@ def sniff_image(head: bytes) -> bool:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return True
     return any(head.startswith(sig) for group in _SIGNATURES for sig in group)
-
-
-def natural_key(text: str) -> tuple:
-    """Sort key that orders ``img2`` before ``img10`` (digits compare as numbers, case ignored)."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
-                 for part in re.split(r"(\d+)", text) if part)
 
 
 def find_images(folder: str | os.PathLike, *, recursive: bool = True,
