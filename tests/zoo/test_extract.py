@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 from extracthelp import photo, reference, tiny_model
 from zoo.errors import DataError, ImageError, UnknownLayerError
