@@ -152,3 +152,14 @@ def test_ranks_that_loaded_other_weights_refuse_to_merge(folder, tmp_path, monke
     with pytest.raises(DataError, match="other weights than this process's"):
         extract_folder(tiny_model(seed=0), [folder], out, **kw)
     assert not out.exists()
+
+
+def test_parts_of_an_older_format_start_over(folder, tmp_path):
+    parts = tmp_path / "f.npz.parts"
+    parts.mkdir()
+    (parts / "manifest.json").write_text('{"format": "zoo-features-parts", "version": 1, "layer": "pool"}')
+    np.savez(parts / "chunk-000000.npz", features=np.zeros((4, 16), np.float32), index=np.arange(4))
+    s = extract_folder(tiny_model(), [folder], tmp_path / "f.npz", device="cpu", progress=False, num_workers=0,
+                       chunk_size=4)
+    assert s.resumed == 0 and any("another version" in n for n in s.notes)
+    assert np.abs(load_features(s.out)["features"][:4]).sum() > 0

@@ -222,6 +222,7 @@ class Extractor:
             ImageError: an unreadable image (with ``on_error="raise"``), naming it.
         """
         items = as_items(images)
+        self.failures = []
         values, index, failures = self._run(items, progress, stop_on_error=self.on_error == "raise")
         self.failures = [(describe(items[f.index], f.index), f.reason) for f in failures]
         out = {name: _assemble(v, index, len(items)) for name, v in values.items()}

@@ -227,11 +227,13 @@ def _prepare_parts(parts: Path, job: Job, resume: bool, rank: int, notes: list[s
             old = json.loads(manifest_path.read_text("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             old = None
-        if not isinstance(old, dict) or not resume:
+        if isinstance(old, dict) and resume and old.get("version", VERSION) != VERSION:
+            notes.append(f"{parts} was written by another version of the zoo: starting over.")
+        if not isinstance(old, dict) or not resume or old.get("version", VERSION) != VERSION:
             if rank == 0:
                 shutil.rmtree(parts, ignore_errors=True)
             old = None
-    if old is not None and old.get("version", VERSION) == VERSION:
+    if old is not None:
         diff = sorted(k for k in OPTION_KEYS if old.get(k) != job.options[k])
         if diff:
             raise DataError(f"{parts} holds the chunks of a different extraction (differs in {', '.join(diff)}). "
