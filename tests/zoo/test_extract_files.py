@@ -87,6 +87,9 @@ def test_extract_on_a_list_names_in_memory_rows_and_missing_files(tmp_path):
                                rtol=1e-4, atol=1e-5)
     assert [(p, "no such file" in r or "not an image" in r) for p, r in found.failed] == [
         (str(tmp_path / "gone.jpg"), True), ("<bytes 3>", True)]
+    with pytest.raises(ImageError) as info:  # a list the caller made: the plain one-line message
+        Extractor(model, device="cpu")([path, tmp_path / "gone.jpg"])
+    assert str(info.value) == f"{tmp_path / 'gone.jpg'}: no such file."
     with pytest.raises(DataError, match="nodir: no such file or folder"):
         Extractor(model, device="cpu").extract(tmp_path / "nodir")
     multi = Extractor(model, layer=["stage.0", "pool"], device="cpu").extract([path, tmp_path / "gone.jpg"])

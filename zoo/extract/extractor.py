@@ -28,7 +28,7 @@ from ..factory import load
 from ..images import Batch, Skipped, collate_skip
 from ..model import POOL, ZooModel
 from ..preprocess import Normalize
-from .inputs import TensorAwareDataset, as_items, describe
+from .inputs import TensorAwareDataset, as_items, describe, names_folder
 from .runner import TorchRunner
 
 __all__ = ["Extractor", "Features", "progress_bar"]
@@ -223,7 +223,10 @@ class Extractor:
         """
         items = as_items(images)
         self.failures = []
-        values, index, failures = self._run(items, progress, stop_on_error=self.on_error == "raise")
+        # A folder's files are not the caller's list: say how to get the rows with their paths.
+        hint = " (Extractor.extract skips unreadable images and says which row is which file)" \
+            if names_folder(images) else ""
+        values, index, failures = self._run(items, progress, stop_on_error=self.on_error == "raise", hint=hint)
         self.failures = [(describe(items[f.index], f.index), f.reason) for f in failures]
         out = {name: _assemble(v, index, len(items)) for name, v in values.items()}
         return self._output(out)
@@ -252,7 +255,7 @@ class Extractor:
                             "list of them.")
         rejected: list[tuple[str, str]] = []
         items = as_items(images, rejected=rejected)
-        values, index, failures = self._run(items, progress, stop_on_error=False)
+        values, index, failures = self._run(items, progress, stop_on_error=False, hint="")
         rows = index.tolist()
         features = {name: v if v is not None else torch.zeros(0, 0) for name, v in values.items()}
         return Features(features=self._output(features), paths=[describe(items[i], i) for i in rows],
@@ -263,10 +266,10 @@ class Extractor:
             out = {name: t.numpy() for name, t in out.items()}
         return out if self.multi else out[self.layer_names[0]]
 
-    def _run(self, items: Sequence[Any], progress: bool, *, stop_on_error: bool
+    def _run(self, items: Sequence[Any], progress: bool, *, stop_on_error: bool, hint: str
              ) -> tuple[dict[str, torch.Tensor | None], torch.Tensor, list[Skipped]]:
         """Rows of the readable items by layer (None when there are none), the input positions of the
-        rows, and the items skipped."""
+        rows, and the items skipped (or, with ``stop_on_error``, ``ImageError`` at the first, plus ``hint``)."""
         rows: dict[str, list[torch.Tensor]] = {name: [] for name in self.layer_names}
         index: list[torch.Tensor] = []
         failures: list[Skipped] = []
@@ -274,8 +277,7 @@ class Extractor:
             if stop_on_error and batch.failures:
                 first = batch.failures[0]
                 path = describe(items[first.index], first.index)
-                raise ImageError(f"{path}: {first.reason} (Extractor.extract skips unreadable images and "
-                                 "says which rows are which).", path=path)
+                raise ImageError(f"{path}: {first.reason}{hint}", path=path)
             failures.extend(batch.failures)
             x, idx = batch
             if x is None:

@@ -22,7 +22,8 @@ from PIL import Image
 from ..errors import DataError, ImageError
 from ..images import ImageDataset, find_images
 
-__all__ = ["as_items", "collect_inputs", "describe", "check_tensor", "TensorAwareDataset", "LIST_SUFFIXES"]
+__all__ = ["as_items", "collect_inputs", "describe", "names_folder", "check_tensor", "TensorAwareDataset",
+           "LIST_SUFFIXES"]
 
 LIST_SUFFIXES = frozenset({".txt", ".lst"})
 
@@ -80,6 +81,15 @@ def as_items(images: Any, *, rejected: list[tuple[str, str]] | None = None) -> l
     if rejected is not None:
         rejected += [(str(p), reason) for p, reason in found]
     return items
+
+
+def names_folder(images: Any) -> bool:
+    """True when ``images`` is, or lists, a folder: the caller then does not know which files it holds."""
+    if isinstance(images, (str, os.PathLike)):
+        return os.path.isdir(images)
+    if isinstance(images, (list, tuple)):
+        return any(isinstance(i, (str, os.PathLike)) and os.path.isdir(i) for i in images)
+    return False
 
 
 def check_tensor(t: torch.Tensor) -> torch.Tensor:
