@@ -49,9 +49,12 @@ def load_model(model: str | os.PathLike | ZooModel) -> ZooModel:
 
 
 def _has_classifier(model: ZooModel) -> bool:
-    # A net whose classifier stays in the body (SqueezeNet, Caffe nets without a fully connected
-    # head) has an identity head and its labels; a feature backbone has neither.
-    return not isinstance(model.get_classifier(), nn.Identity) or model.labels is not None
+    # A net whose classifier stays in the body (SqueezeNet, Caffe's NIN) has an identity head, and its
+    # labels or an entry whose class count is the body's width; a feature backbone has none of these.
+    if not isinstance(model.get_classifier(), nn.Identity) or model.labels is not None:
+        return True
+    classes = model.entry.head.num_classes if model.entry is not None else 0
+    return classes > 0 and classes == model.num_features and model.cut_layer is None
 
 
 def class_labels(model: ZooModel) -> list[str]:

@@ -103,6 +103,13 @@ def test_a_feature_backbone_has_no_classes():
         class_labels(backbone)
     unlabelled = ZooModel(*tiny_network(4), num_features=16, name="tiny.plain", preprocessing=PRE)
     assert class_labels(unlabelled) == ["0", "1", "2", "3"]
+    # A classifier inside the body (Caffe's NIN, SqueezeNet): its entry's classes are the body's width.
+    from zoo.registry.schema import Architecture, Entry, Head
+
+    entry = Entry(name="tiny.nin", architecture=Architecture("zoo", "tiny"), files=(), license="MIT",
+                  preprocessing=PRE, head=Head(num_classes=16))
+    in_body = ZooModel(body, torch.nn.Identity(), num_features=16, name="tiny.nin", preprocessing=PRE, entry=entry)
+    assert class_labels(in_body) == [str(i) for i in range(16)]
 
 
 def test_validate_a_folder_equals_the_forward_pass(tmp_path):
