@@ -112,8 +112,9 @@ def map_classes(names: Sequence[str], labels: Sequence[str] | None, *, num_outpu
         mapped.append(index)
     if missing and not known_only:
         if labels is None:
-            raise DataError(f"the model has no labels, so class names must be its output indices 0..{(num_outputs or 1) - 1}; "
-                            f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'} not.")
+            raise DataError(f"the model has no labels, so class names must be its output indices "
+                            f"0..{(num_outputs or 1) - 1}; {', '.join(map(repr, missing))} "
+                            f"{'is' if len(missing) == 1 else 'are'} not.")
         hints = [f"{name!r}" + (f" (nearest: {', '.join(map(repr, near))})"
                                 if (near := close_matches(name, list(labels), n=3)) else "") for name in missing[:20]]
         more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""

@@ -33,8 +33,8 @@ def write_entry(config_dir: Path, name: str, size: int, labels: list[str] | None
     if labels:
         head["labels"] = labels
     entry = {"schema": 1, "entries": [{
-        "name": name, "architecture": {"library": "zoo", "builder": "lenet", "kwargs": {"channels": [8, 16], "hidden": 32}},
-        "license": "MIT", "head": head,
+        "name": name, "license": "MIT", "head": head,
+        "architecture": {"library": "zoo", "builder": "lenet", "kwargs": {"channels": [8, 16], "hidden": 32}},
         "preprocessing": {"input_size": [1, size, size], "resize": size, "mean": [0.5], "std": [0.5],
                           "channel_order": "L"}}]}
     folder = config_dir / "registry"
@@ -125,8 +125,8 @@ def test_validate_mnist_files_and_a_csv(tmp_path, capsys, monkeypatch):
     raw.mkdir(parents=True)
     for stem, array in (("t10k-images-idx3-ubyte", images), ("t10k-labels-idx1-ubyte", labels.astype(np.uint8)),
                         ("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels.astype(np.uint8))):
-        (raw / stem).write_bytes(struct.pack(">I", 0x800 + array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
-                                 + array.astype(np.uint8).tobytes())
+        dims = b"".join(struct.pack(">I", d) for d in array.shape)  # IDX: magic, dims, bytes
+        (raw / stem).write_bytes(struct.pack(">I", 0x800 + array.ndim) + dims + array.astype(np.uint8).tobytes())
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     code, out, err = zoo_cli(capsys, "validate", folder, "mnist", "--json")
     assert code == 0, err
