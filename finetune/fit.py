@@ -261,13 +261,11 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, *, out: str | Path |
 
     # -- the record: model, final metrics, plots, card --------------------------------------------
     net.to("cpu").eval()
-    net.labels = tuple(split.classes)
-    net.name = out.name
     summary = _final_metrics(s, cfg)
     summary.update({"epochs_run": len(result.history), "best_epoch": result.best, "stopped_early": result.stopped_early,
                     "last_epoch": result.history[-1] if result.history else None, "features": s.features,
                     "skipped": len(split.skipped), "counts": split.counts()})
-    save_model(net, out, extra={"run": {"data_dir": str(split.root), "strategy": opts["strategy"]}})
+    save_model(net, out, name=out.name, labels=split.classes, extra={"run": {"data_dir": str(split.root), "strategy": opts["strategy"]}})
     write_json(out / "metrics.json", summary)
     write_plots(out, result.history, summary)
     write_card(out, config, summary, split)
