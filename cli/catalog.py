@@ -82,6 +82,11 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
             click.echo(f"  {x.name}  [{x.source}]")
 
 
+# How ``zoo info`` says each crop mode reaches the input size.
+_CROP_WORDS = {"center": "shorter side, centre crop {h}x{w}", "squash": "both sides (aspect not kept), centre crop {h}x{w}",
+               "border": "longer side, padded to {h}x{w} with the mean colour"}
+
+
 @click.command("info")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole entry as JSON.")
@@ -113,10 +118,12 @@ def info_cmd(name: str, as_json: bool) -> None:
            f"  paper        : {entry.paper}" if entry.paper else "",
            f"  params       : {entry.params:,}" if entry.params else "",
            f"  input        : {'x'.join(map(str, p.input_size))}, resize {p.resize} ({p.interpolation}), "
-           f"centre crop {p.crop[0]}x{p.crop[1]}",
+           + _CROP_WORDS[p.crop_mode].format(h=p.crop[0], w=p.crop[1]),
            f"  normalise    : {p.channel_order}, x{p.scale:g}, mean {list(p.mean)}"
            + (f" (mean file: {p.mean_file})" if p.mean_file else "") + f", std {list(p.std)}",
-           f"  head         : {h.num_classes} classes"
+           (f"  head         : {h.num_classes} classes" if h.num_classes else
+            "  head         : none: a feature backbone (`zoo extract` gives its features; `zoo finetune` "
+            "puts a classifier on it)")
            + (f", labels {h.labels if isinstance(h.labels, str) else 'inline'}" if h.labels else "")
            + (f", classifier {h.classifier}" if h.classifier else ""),
            ]
