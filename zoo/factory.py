@@ -31,6 +31,7 @@ from ._io import write_json
 from .errors import RegistryError, RunError, UnknownModelError, WeightsError, ZooError
 from .external import resolve_entry
 from .fetch import fetch_file
+from .hub import offline_mode
 from .model import BuildSpec, ZooModel, split_classifier, split_heads
 from .saved import MODEL_FILE, WEIGHTS_FILE, SavedModel, read_saved
 from .weights import load_entry_weights, read_state_dict, save_state_dict
@@ -171,8 +172,9 @@ def _timm(spec: BuildSpec, entry: Entry | None) -> tuple[nn.Module, str | tuple[
     import timm  # seconds to import (every model family registers itself): only when a timm model is built
 
     try:
-        network = timm.create_model(spec.builder, pretrained=False, num_classes=spec.num_classes,
-                                    in_chans=spec.in_chans, **spec.kwargs)
+        with offline_mode():  # timm reads nothing from the Hub for a plain name; never when offline either
+            network = timm.create_model(spec.builder, pretrained=False, num_classes=spec.num_classes,
+                                        in_chans=spec.in_chans, **spec.kwargs)
     except RuntimeError as err:  # timm's "Unknown model"
         raise UnknownModelError(spec.builder) from err
     if spec.num_classes == 0:
