@@ -84,7 +84,8 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
 
 
 # How ``zoo info`` says each crop mode reaches the input size.
-_CROP_WORDS = {"center": "shorter side, centre crop {h}x{w}", "squash": "both sides (aspect not kept), centre crop {h}x{w}",
+_CROP_WORDS = {"center": "shorter side, centre crop {h}x{w}",
+               "squash": "both sides (aspect not kept), centre crop {h}x{w}",
                "border": "longer side, padded to {h}x{w} with the mean colour"}
 
 

@@ -125,8 +125,9 @@ def timm_refusal(name: str, cfg: dict[str, Any]) -> str | None:
     if not hub:
         return "its weights are only at a URL with no published checksum, and the zoo loads only verified files"
     if not hub.startswith("timm/") or cfg.get("hf_hub_filename"):
-        return (f"its weights are in the Hub repository {hub}, in a layout timm converts while loading; the zoo "
-                "loads timm's own repositories (timm/...) as published")
+        return (f"its weights are in the Hub repository {hub}, outside timm's own (timm/...), whose files are "
+                "published as model.safetensors in timm's layout; for others the file and its layout are not known "
+                "without the network (timm may convert them while loading)")
     if (cfg.get("crop_pct") or 0.875) > 1.0:
         return "timm pads its input to the crop (crop_pct > 1), which an entry's preprocessing cannot describe"
     if cfg["architecture"].endswith("_enc"):

@@ -82,7 +82,8 @@ def read_saved(directory: Path) -> SavedModel:
         raise RunError(f"{path}: {len(labels)} labels for a head of {head.num_classes} classes; the run folder "
                        "is damaged.")
     return SavedModel(name=field("name", str), base=field("base", str), cut=field("cut", str), head=head,
-                      labels=tuple(labels) if labels is not None else None, build=_build_from(field("build", dict), path),
+                      labels=tuple(labels) if labels is not None else None,
+                      build=_build_from(field("build", dict), path),
                       preprocessing=_preprocessing_from(field("preprocessing", dict), path))
 
 

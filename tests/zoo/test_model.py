@@ -118,7 +118,8 @@ def test_feature_backbone_has_no_logits_until_it_gets_a_head():
         model.forward_layers(torch.randn(1, 3, 32, 32), ["logits"])
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 16)  # the features themselves
     model.reset_classifier(5)
-    assert model.has_classifier and model.forward_layers(torch.randn(2, 3, 32, 32), ["logits"])["logits"].shape == (2, 5)
+    assert model.has_classifier
+    assert model.forward_layers(torch.randn(2, 3, 32, 32), ["logits"])["logits"].shape == (2, 5)
 
 
 def test_averaged_classifiers_are_one_head_that_computes_what_the_network_computes():

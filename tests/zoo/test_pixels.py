@@ -43,7 +43,8 @@ def test_imports_no_torch():
 
 
 @pytest.mark.parametrize(("crop", "resize", "interpolation"),
-                         [(224, 256, "bilinear"), (299, 342, "bilinear"), (384, 384, "bicubic"), (224, 232, "bilinear")])
+                         [(224, 256, "bilinear"), (299, 342, "bilinear"), (384, 384, "bicubic"),
+                          (224, 232, "bilinear")])
 def test_equals_torchvision_weights_transform(images, crop, resize, interpolation):
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms._presets import ImageClassification
