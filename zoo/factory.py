@@ -122,7 +122,6 @@ def build_model(entry: Entry, *, pretrained: bool = True, device: str | torch.de
         if device is not None and torch.device(device).type == "meta":
             raise WeightsError(f"{entry.name}: weights cannot be loaded on the meta device; pass pretrained=False.")
         _load_state(network, load_entry_weights(entry), entry.name, _TV_AUX.get(entry.architecture.builder, ()))
-    # The build spec is recorded only where no registry entry says it all (see save_model).
     return _wrap(network, classifier, name=entry.name, entry=entry, labels=labels_for(entry),
                  preprocessing=entry.preprocessing, base=entry.name, build=spec)
 
