@@ -197,7 +197,7 @@ def test_feature_backbone_loads_extracts_and_takes_a_head(http_server, user_regi
             pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
             pixels[:, :, 0 if label == "a" else 2] = 255
             Image.fromarray(pixels).save(tmp_path / "data" / label / f"{i}.png")
-    feats = zoo.Extractor("backbone.test", layer="pool", progress=False)(sorted((tmp_path / "data").rglob("*.png")))
+    feats = zoo.Extractor("backbone.test", layer="pool")(sorted((tmp_path / "data").rglob("*.png")))
     assert feats.shape == (12, model.num_features) and np.isfinite(feats).all()
 
     run = zoo.finetune.fit("backbone.test", tmp_path / "data", out=tmp_path / "run", strategy="linear", epochs=2,
