@@ -12,14 +12,14 @@ Example:
 """
 
 from .convert import convert, import_caffe, load_dir, load_entry, materialize, model_from_plan
-from .graph import CaffeGraph, Plan, build_graph, plan_graph
+from .graph import CaffeGraph, GraphPlan, build_graph, plan_graph
 from .proto import NetSpec, read_binaryproto, read_caffemodel
 from .prototxt import parse_prototxt, read_prototxt
 
 __all__ = [
     "CaffeGraph",
     "NetSpec",
-    "Plan",
+    "GraphPlan",
     "build_graph",
     "convert",
     "import_caffe",

@@ -39,7 +39,7 @@ from zoo.registry.schema import SCHEMA_VERSION
 from .._io import atomic_write, file_digest, write_json
 from ..errors import CaffeError
 from ..model import ZooModel
-from .graph import CaffeGraph, Op, Plan, build_module, plan_graph
+from .graph import CaffeGraph, Op, GraphPlan, build_module, plan_graph
 from .proto import NetSpec, read_binaryproto, read_caffemodel
 from .prototxt import read_prototxt
 
@@ -52,7 +52,7 @@ _PAGE = mmap.PAGESIZE
 
 
 def convert(weights_path: str | Path, deploy_path: str | Path | None = None, *,
-            input_shape: tuple[int, ...] | None = None, classifier: str | None = None) -> Plan:
+            input_shape: tuple[int, ...] | None = None, classifier: str | None = None) -> GraphPlan:
     """Read Caffe files and plan the converted graph (weights stay views of the file).
 
     Args:
@@ -98,7 +98,7 @@ def _release(array: np.ndarray, mapping: mmap.mmap) -> None:
 _CHUNK = 16 << 20  # values per copy step: 64 MiB of float32
 
 
-def materialize(plan: Plan) -> dict[str, torch.Tensor]:
+def materialize(plan: GraphPlan) -> dict[str, torch.Tensor]:
     """Copy every weight of ``plan`` into a float32 tensor: one copy per blob, no intermediate.
 
     Blobs that are views of a memory-mapped file are copied in 64 MiB steps, each step's file pages
@@ -147,7 +147,7 @@ def _write_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dic
             fh.write(memoryview(t.contiguous().numpy()).cast("B"))
 
 
-def save_converted(plan: Plan, state: dict[str, torch.Tensor], directory: str | Path,
+def save_converted(plan: GraphPlan, state: dict[str, torch.Tensor], directory: str | Path,
                    key: dict[str, Any] | None = None) -> None:
     """Write ``model.safetensors`` then ``graph.json`` (last: its presence marks a finished conversion)."""
     directory = Path(directory)
@@ -158,7 +158,7 @@ def save_converted(plan: Plan, state: dict[str, torch.Tensor], directory: str | 
     write_json(directory / GRAPH_FILE, data)
 
 
-def load_converted(directory: str | Path) -> tuple[Plan, dict[str, torch.Tensor], dict[str, Any]]:
+def load_converted(directory: str | Path) -> tuple[GraphPlan, dict[str, torch.Tensor], dict[str, Any]]:
     """Read a converted folder: the plan, the weights and the cache key it was made with.
 
     Raises:
@@ -169,12 +169,12 @@ def load_converted(directory: str | Path) -> tuple[Plan, dict[str, torch.Tensor]
     return plan, _read_weights(directory), key
 
 
-def _read_graph(directory: Path) -> tuple[Plan, dict[str, Any]]:
+def _read_graph(directory: Path) -> tuple[GraphPlan, dict[str, Any]]:
     """``graph.json`` alone: the plan and its cache key (cheap, so a stale cache is found before the
     weights are read)."""
     try:
         data = json.loads((directory / GRAPH_FILE).read_text("utf-8"))
-        plan = Plan.from_dict(data)
+        plan = GraphPlan.from_dict(data)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CaffeError(f"{directory / GRAPH_FILE}: cannot be read ({err}); convert the model again "
                          "(delete the folder, or re-run zoo import-caffe).") from err
@@ -192,7 +192,7 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 
 # -- ZooModel ------------------------------------------------------------------------------------
-def _head_op(plan: Plan) -> Op | None:
+def _head_op(plan: GraphPlan) -> Op | None:
     """The classifier op that becomes the ``ZooModel`` head, or None (the whole graph is the body)."""
     head_op = next((op for op in plan.ops if op.module == plan.classifier), None)
     if head_op is not None and head_op.args.get("axis", 1) != 1:
@@ -200,11 +200,11 @@ def _head_op(plan: Plan) -> Op | None:
     return head_op
 
 
-def _out_features(plan: Plan, head_op: Op | None) -> int:
+def _out_features(plan: GraphPlan, head_op: Op | None) -> int:
     return head_op.args["cout"] if head_op is not None else math.prod(plan.shapes[plan.output][1:])
 
 
-def model_from_plan(plan: Plan, state: dict[str, torch.Tensor], *, name: str = "", entry: Entry | None = None,
+def model_from_plan(plan: GraphPlan, state: dict[str, torch.Tensor], *, name: str = "", entry: Entry | None = None,
                     preprocessing: Any = None, labels: Any = None, mean_image: Any = None,
                     num_classes: int | None = None) -> ZooModel:
     """Assemble the ``ZooModel``: body = graph up to the classifier's input (flattened), head = classifier.
