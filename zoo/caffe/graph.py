@@ -164,7 +164,7 @@ def _external_input(net: NetSpec, chosen: list[Layer]) -> str:
     written: set[str] = set()
     external: list[str] = []
     for layer in chosen:
-        external += [b for b in layer.bottoms if b not in written and b not in external]
+        external += [b for b in dict.fromkeys(layer.bottoms) if b not in written and b not in external]
         written.update(layer.tops)
     if len(external) != 1:
         raise fail(net, None, f"needs {len(external)} input blobs ({', '.join(external) or 'none'}); the "

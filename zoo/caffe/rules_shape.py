@@ -151,7 +151,7 @@ def slice_(ctx: LayerContext) -> Resolved:
     """Caffe ``Slice``: the input cut along ``axis`` (or legacy ``slice_dim``) at the ``slice_point``s,
     or into equal parts, one per top."""
     p = ctx.param("slice_param")
-    axis = ctx.axis(int(p.get("axis")) if p.has("axis") or not p.has("slice_dim") else int(p.get("slice_dim")))
+    axis = ctx.axis(int(p.get("slice_dim")) if p.has("slice_dim") and not p.has("axis") else int(p.get("axis", 1)))
     size, tops, points = ctx.x[axis], len(ctx.layer.tops), [int(v) for v in p.all("slice_point")]
     if points:
         if len(points) != tops - 1 or points != sorted(set(points)) or not 0 < points[0] or points[-1] >= size:
