@@ -144,10 +144,7 @@ def _select(net: NetSpec, classifier: str | None) -> tuple[list[Layer], Layer]:
         if compute[end].type != "InnerProduct":
             raise fail(net, compute[end], "is named as the classifier but is not an InnerProduct")
     else:
-        end = len(compute) - 1
-        # A trailing Softmax (deploy "prob") is probabilities; the zoo's contract is logits.
-        while compute[end].type == "Softmax" and end > 0 and 0 in producers[end]:
-            end = producers[end][0]
+        end = _default_end(net, compute, producers)
     needed, stack = set(), [end]
     while stack:
         i = stack.pop()
@@ -157,6 +154,19 @@ def _select(net: NetSpec, classifier: str | None) -> tuple[list[Layer], Layer]:
     if not compute[end].tops:
         raise fail(net, compute[end], "has no top blob")
     return [compute[i] for i in sorted(needed)], compute[end]
+
+
+def _default_end(net: NetSpec, compute: list[Layer], producers: list[dict[int, int]]) -> int:
+    """The layer a training net's last SoftmaxWithLoss reads (through Split copies): what it was trained
+    to classify, as its deploy file's output (MTCNN's face score, not the box regression written after
+    it). Else the last layer, a trailing Softmax (deploy "prob") left out: the zoo returns logits."""
+    losses = [layer for layer in net.layers if layer.type == "SoftmaxWithLoss" and layer.bottoms and in_test_net(layer)]
+    writers = [i for i, layer in enumerate(compute)
+               if losses and losses[-1].bottoms[0] in layer.tops and layer.index < losses[-1].index]
+    end = writers[-1] if writers else len(compute) - 1
+    while compute[end].type in ("Split", "Softmax") and 0 in producers[end]:
+        end = producers[end][0]
+    return end
 
 
 def _external_input(net: NetSpec, chosen: list[Layer]) -> str:
