@@ -26,11 +26,10 @@ from torch import nn
 
 from zoo.registry import Entry, catalog, labels_for
 
-from . import archs, caffe
+from . import archs
 from ._io import write_json
 from .errors import RegistryError, RunError, UnknownModelError, WeightsError, ZooError
 from .external import resolve_entry
-from .fetch import fetch_file
 from .hub import offline_mode
 from .model import BuildSpec, ZooModel, split_classifier, split_heads
 from .saved import MODEL_FILE, WEIGHTS_FILE, SavedModel, read_saved
@@ -278,12 +277,15 @@ def _as_linear(conv: nn.Conv2d) -> nn.Linear:
     return linear
 
 
+def _caffe():
+    """``zoo.caffe``, imported on first use: it imports this module (an import is saved as a model)."""
+    from . import caffe  # noqa: PLC0415
+
+    return caffe
+
+
 def _from_caffe(entry: Entry, pretrained: bool) -> ZooModel:
-    if not pretrained:
-        raise WeightsError(f"{entry.name} is a Caffe model: its graph comes from its .caffemodel, so it "
-                           "cannot be built without the file (load it with pretrained=True).")
-    files = {spec.role: fetch_file(entry, spec.role) for spec in entry.files}
-    return caffe.load_entry(entry, files)
+    return _caffe().build_entry(entry, pretrained=pretrained)
 
 
 def _from_run(entry: Entry, pretrained: bool) -> ZooModel:
@@ -337,12 +339,13 @@ def load_saved(directory: str | Path) -> ZooModel:
     """
     directory = Path(directory)
     if (directory / "graph.json").is_file() and not (directory / MODEL_FILE).is_file():
-        return caffe.load_dir(directory)
+        return _caffe().load_dir(directory)
     saved = read_saved(directory)
     known = catalog()
     entry = known.get(saved.base) if saved.base and saved.base in known else None
-    if entry is not None and entry.architecture.library == "caffe":
-        model = caffe.load_dir(directory)
+    if (saved.build is not None and saved.build.library == "caffe") or (
+            entry is not None and entry.architecture.library == "caffe"):
+        model = _rebuild_caffe(saved, entry, directory)
     else:
         model = _rebuild(saved, entry, directory)
     _load_state(model, read_state_dict(directory / WEIGHTS_FILE, format="safetensors"), str(directory))
@@ -371,6 +374,20 @@ def _rebuild(saved: SavedModel, entry: Entry | None, directory: Path) -> ZooMode
                   labels=None if saved.head else saved.labels or (labels_for(entry) if entry else None),
                   preprocessing=pre, base=saved.base or (entry.name if entry else None),
                   build=spec, source_dir=directory)
+    return _operate(model, saved)
+
+
+def _rebuild_caffe(saved: SavedModel, entry: Entry | None, directory: Path) -> ZooModel:
+    """A saved model built on a Caffe graph: the graph from the folder or the base entry, then its cut
+    and head; ``loaded_from`` records the saved identity (the Caffe model carries more than the
+    constructor's arguments: its plan)."""
+    model = _operate(_caffe().build_saved(directory, entry, saved.preprocessing), saved)
+    return model.loaded_from(directory, name=saved.name or directory.name, base=saved.base or model.base,
+                             labels=model.labels if saved.head else saved.labels or model.labels)
+
+
+def _operate(model: ZooModel, saved: SavedModel) -> ZooModel:
+    """The surgery ``saved`` records: the cut, then the head (with its labels)."""
     if saved.cut:
         model.cut(saved.cut)
     if saved.head:

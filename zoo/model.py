@@ -23,6 +23,8 @@ from torch import nn
 from zoo.registry.schema import Entry, Preprocessing
 
 from .errors import RunError, UnknownLayerError, WeightsError
+from .heads import (HEAD_KINDS, ClassifierInputs, HeadSpec, build_head, split_classifier, split_heads,
+                    submodule)
 from .preprocess import build_transform
 
 __all__ = ["ZooModel", "HeadSpec", "BuildSpec", "split_classifier", "split_heads", "build_head", "HEAD_KINDS", "POOL",
@@ -30,18 +32,6 @@ __all__ = ["ZooModel", "HeadSpec", "BuildSpec", "split_classifier", "split_heads
 
 POOL = "pool"  # the pooled pre-logits vector: body's output
 LOGITS = "logits"  # the head's output
-HEAD_KINDS = ("linear", "mlp")
-
-
-@dataclass(frozen=True, slots=True)
-class HeadSpec:
-    """What a head is, so a saved model can rebuild it: ``linear`` or ``mlp`` (Linear, ReLU, Dropout,
-    Linear)."""
-
-    kind: str = "linear"
-    num_classes: int = 1000
-    hidden: int = 256
-    dropout: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,115 +59,6 @@ class BuildSpec:
             return None
         return {"library": self.library, "builder": self.builder, "kwargs": dict(self.kwargs),
                 "in_chans": self.in_chans, "num_classes": self.num_classes}
-
-
-def build_head(spec: HeadSpec, num_features: int) -> nn.Module:
-    """A fresh head for ``num_features`` inputs.
-
-    Raises:
-        RunError: for an unknown kind or sizes that are not positive.
-    """
-    if spec.kind not in HEAD_KINDS:
-        raise RunError(f"head kind {spec.kind!r} is not one of {', '.join(HEAD_KINDS)}; pick one of those.")
-    if spec.num_classes < 1 or num_features < 1 or (spec.kind == "mlp" and spec.hidden < 1):
-        raise RunError(f"a {spec.kind} head needs positive sizes, got {spec.num_classes} classes, "
-                       f"{num_features} features, {spec.hidden} hidden units.")
-    if not 0.0 <= spec.dropout < 1.0:
-        raise RunError(f"head dropout must be in [0, 1), got {spec.dropout}.")
-    if spec.kind == "linear":
-        if spec.dropout:
-            return nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(num_features, spec.num_classes))
-        return nn.Linear(num_features, spec.num_classes)
-    return nn.Sequential(nn.Linear(num_features, spec.hidden), nn.ReLU(inplace=True),
-                         nn.Dropout(spec.dropout), nn.Linear(spec.hidden, spec.num_classes))
-
-
-def _get_submodule(model: nn.Module, path: str) -> nn.Module:
-    try:
-        return model.get_submodule(path)
-    except AttributeError as err:
-        valid = [n for n, _ in model.named_modules() if n]
-        raise UnknownLayerError(path, valid) from err
-
-
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, leaf = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, leaf, module)
-
-
-def split_classifier(model: nn.Module, classifier: str) -> tuple[nn.Module, nn.Module]:
-    """Take the final classifier out of ``model``: returns ``(body, head)`` where ``body`` is the model
-    with that module replaced by ``nn.Identity`` and ``head`` is the module that was there.
-
-    ``classifier`` is a module path (``fc``, ``heads.head``, ``classifier.3``).
-    """
-    head = _get_submodule(model, classifier)
-    _set_submodule(model, classifier, nn.Identity())
-    return model, head
-
-
-class _Tap(nn.Module):
-    """Stands where one of several classifiers was: keeps its input, gives zeros of its output shape."""
-
-    def __init__(self, out_features: int):
-        super().__init__()
-        self.out_features = out_features
-        self.seen: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen = x
-        return x.new_zeros(*x.shape[:-1], self.out_features)
-
-
-class _Tapped(nn.Module):
-    """A network whose classifiers are taps: its output is their inputs, flattened and concatenated."""
-
-    def __init__(self, network: nn.Module, paths: Sequence[str]):
-        super().__init__()
-        self.network = network
-        self.paths = tuple(paths)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.network(x)
-        taps = [self.network.get_submodule(p) for p in self.paths]
-        out = torch.cat([t.seen.flatten(1) for t in taps], dim=1)
-        for t in taps:
-            t.seen = None
-        return out
-
-
-class _MeanOfHeads(nn.Module):
-    """Several classifiers, each on its part of the feature vector; the logits are their mean, as
-    distilled networks (DeiT, LeViT, ...) combine a class and a distillation head at inference."""
-
-    def __init__(self, heads: Sequence[nn.Module], widths: Sequence[int]):
-        super().__init__()
-        self.heads = nn.ModuleList(heads)
-        self.widths = tuple(widths)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = x.split(self.widths, dim=1)
-        return torch.stack([head(part) for head, part in zip(self.heads, parts, strict=True)]).mean(0)
-
-
-def split_heads(model: nn.Module, classifiers: Sequence[str]) -> tuple[nn.Module, nn.Module, int]:
-    """Take several classifiers out of ``model`` whose logits the network averages (a class and a
-    distillation head): returns ``(body, head, num_features)``, where ``body`` gives the classifiers'
-    inputs side by side and ``head`` applies each to its part and averages.
-
-    Raises:
-        WeightsError: a classifier that holds no Linear layer.
-    """
-    heads = [_get_submodule(model, path) for path in classifiers]
-    widths = []
-    for path, head in zip(classifiers, heads, strict=True):
-        linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
-        if not linears:
-            raise WeightsError(f"classifier {path!r} of {type(model).__name__} holds no Linear layer")
-        widths.append(linears[0].in_features)
-        _set_submodule(model, path, _Tap(linears[-1].out_features))
-    return _Tapped(model, classifiers), _MeanOfHeads(heads, widths), sum(widths)
 
 
 class _Stop(Exception):
@@ -222,7 +103,7 @@ def _run_to(body: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[str
         return hook
 
     for name in wanted:
-        handles.append(_get_submodule(body, name).register_forward_hook(make_hook(name)))
+        handles.append(submodule(body, name).register_forward_hook(make_hook(name)))
     try:
         body(x)
     except _Stop:
@@ -304,7 +185,7 @@ class ZooModel(nn.Module):
         ``body.network`` for a network with several classifiers."""
         if isinstance(self.body, _Cut):
             return "body.body"
-        return "body.network" if isinstance(self.body, _Tapped) else "body"
+        return "body.network" if isinstance(self.body, ClassifierInputs) else "body"
 
     @property
     def head_spec(self) -> HeadSpec | None:
@@ -342,7 +223,7 @@ class ZooModel(nn.Module):
         """
         paths = frozenset(paths)
         for path in paths:
-            _get_submodule(self, path)
+            submodule(self, path)
         self._keep_eval = paths
         return self.train(self.training)
 
@@ -351,6 +232,15 @@ class ZooModel(nn.Module):
         super().train(mode)
         for name in self._keep_eval:
             self.get_submodule(name).eval()
+        return self
+
+    def loaded_from(self, directory: Path, *, name: str, base: str | None,
+                    labels: Sequence[str] | None) -> ZooModel:
+        """Record that this model is the one saved in ``directory`` as ``name`` (started from ``base``,
+        with ``labels``): for a network that its own files rebuilt (a Caffe graph) before
+        ``zoo.factory.load_saved`` loaded the saved weights into it."""
+        self.source_dir, self.name, self.base = Path(directory), name, base or name
+        self.labels = tuple(labels) if labels is not None else None
         return self
 
     # -- forward -------------------------------------------------------------------------------
@@ -381,6 +271,8 @@ class ZooModel(nn.Module):
         if layer == POOL or (layer == LOGITS and self.has_classifier):
             return layer
         path = self.aliases.get(layer, layer)
+        if path == POOL or (path == LOGITS and self.has_classifier):  # an alias of the body's or head's output
+            return path  # (Caffe's ``fc8``)
         try:
             self.trunk.get_submodule(path)
         except AttributeError:
@@ -432,6 +324,7 @@ class ZooModel(nn.Module):
         head = build_head(spec, self.num_features)
         self.head = head.to(device) if device is not None and device.type != "meta" else head
         self.build = replace(self.build, head=spec)
+        self.aliases = {k: v for k, v in self.aliases.items() if v != LOGITS}  # names of the old head
         if labels is not None and len(labels) != num_classes:
             raise RunError(f"{len(labels)} labels for a head of {num_classes} classes; give one label per class.")
         self.labels = tuple(labels) if labels is not None else None
@@ -459,6 +352,7 @@ class ZooModel(nn.Module):
         self.head = nn.Identity()
         self.labels = None  # the classes went with the head
         self.build = replace(self.build, cut=path, head=None)
+        self.aliases = {k: v for k, v in self.aliases.items() if v != LOGITS}  # names of the old head
         return self
 
     @property

@@ -25,7 +25,7 @@ __all__ = ["MODEL_FILE", "WEIGHTS_FILE", "SavedModel", "read_saved"]
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
-LIBRARIES = ("torchvision", "timm", "zoo")  # the library builders a saved build spec may name
+LIBRARIES = ("torchvision", "timm", "zoo", "caffe")  # what a saved build spec may name (caffe: a converted graph)
 
 # Bounds on numbers read from model.json: far above any real model, far below what would exhaust memory.
 _MAX_CLASSES = 1_000_000
