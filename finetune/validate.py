@@ -69,7 +69,8 @@ def normalise_name(name: str) -> str:
 
 
 def map_classes(names: Sequence[str], labels: Sequence[str] | None, *, num_outputs: int | None = None,
-                known_only: bool = False, synsets: Sequence[str] | None = None) -> list[int | None]:
+                known_only: bool = False, synsets: Sequence[str] | None = None, folders: bool = True
+                ) -> list[int | None]:
     """The model output each of the data's class names stands for.
 
     A name maps to the label it equals, else to the one label it equals once case, spaces, underscores
@@ -83,6 +84,7 @@ def map_classes(names: Sequence[str], labels: Sequence[str] | None, *, num_outpu
         num_outputs: the model's number of outputs (for a model without labels).
         known_only: names that do not map give None instead of an error (their images are left out).
         synsets: the WordNet id of each output, for an ImageNet-1k model.
+        folders: the names are class folders' (the error says to rename them; a data set's cannot be).
 
     Returns:
         One output index (or None) per name.
@@ -118,10 +120,10 @@ def map_classes(names: Sequence[str], labels: Sequence[str] | None, *, num_outpu
         hints = [f"{name!r}" + (f" (nearest: {', '.join(map(repr, near))})"
                                 if (near := close_matches(name, list(labels), n=3)) else "") for name in missing[:20]]
         more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        fix = "Rename those class folders to the model's labels (`zoo info MODEL`), or pass" if folders else "Pass"
         raise DataError(f"{len(missing)} of the data's {len(names)} class names match none of the model's "
                         f"{len(labels)} labels (case, spaces and underscores ignored): {', '.join(hints)}{more}. "
-                        "Rename those class folders to the model's labels (`zoo info MODEL`), or pass "
-                        "--known-only to leave their images out.")
+                        f"{fix} --known-only to leave their images out.")
     return mapped
 
 
@@ -271,7 +273,7 @@ def validate(model: str | os.PathLike | ZooModel, data: str | os.PathLike | Labe
     labels = class_labels(model)
     labelled = data if isinstance(data, Labelled) else read_labelled(data, split=split)
     mapping = map_classes(labelled.classes, model.labels, num_outputs=len(labels), known_only=known_only,
-                          synsets=_imagenet_synsets(model, labelled.classes))
+                          synsets=_imagenet_synsets(model, labelled.classes), folders=labelled.kind == "folder")
     known = [i for i, t in enumerate(labelled.targets) if mapping[t] is not None]
     keep = _evenly(known, limit)
     items = [labelled.items[i] for i in keep]

@@ -26,7 +26,9 @@ MOBILENET = "mobilenet_v2-b0353104.pth"
 CLEAR_PHOTOS = {"chelsea.png": "tabby", "coffee.png": "espresso", "rocket.jpg": "missile",
                 "motorcycle_left.png": "moped", "orange.jpg": "orange", "squirrel_cls.jpg": "fox squirrel",
                 "grace_hopper.jpg": "military uniform", "china.jpg": "palace"}
-LENET = REAL / "caffe" / "lenet_everpeace"
+# Each LeNet with the file that carries its data layer's convention (scale 1/256): everpeace's train_test
+# prototxt; ethereon's has only a deploy file, and its snapshot stores the training net.
+LENETS = {"lenet_everpeace": ("lenet_train_test.prototxt", "--input", "1,28,28"), "lenet_ethereon": ("lenet.prototxt",)}
 
 
 def need(*parts: str) -> Path:
@@ -93,12 +95,12 @@ def test_real_mobilenet_equals_torchvision_and_predicts_the_clear_photos(mobilen
     assert all(top5[photo][0] == tv_top1[photo] for photo in CLEAR_PHOTOS)
 
 
-def _opencv_lenet_accuracy(images: np.ndarray, labels: np.ndarray) -> float:
+def _opencv_lenet_accuracy(lenet: Path, images: np.ndarray, labels: np.ndarray) -> float:
     """LeNet run by OpenCV's Caffe runtime, fed Caffe's way: the 28x28 digit scaled by 1/256."""
     cv2 = pytest.importorskip("cv2", reason="OpenCV is not installed: pip install 'opencv-python-headless<5'")
     if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):
         pytest.skip(f"OpenCV {cv2.__version__} has no Caffe importer (removed in 5.x)")
-    net = cv2.dnn.readNetFromCaffe(str(LENET / "lenet.prototxt"), str(LENET / "lenet_iter_10000.caffemodel"))
+    net = cv2.dnn.readNetFromCaffe(str(lenet / "lenet.prototxt"), str(lenet / "lenet_iter_10000.caffemodel"))
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     correct = 0
     for start in range(0, len(images), 500):
@@ -109,16 +111,18 @@ def _opencv_lenet_accuracy(images: np.ndarray, labels: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-def test_validate_imported_lenet_on_real_digits_matches_opencv(tmp_path, capsys):
+@pytest.mark.parametrize("folder", sorted(LENETS))
+def test_validate_imported_lenet_on_real_digits_matches_opencv(folder, tmp_path, capsys):
     from zoo.finetune.validate import read_digits_csv
 
     digits = need("datasets", "mnist_5k.csv.gz")
-    need("caffe", "lenet_everpeace", "lenet_train_test.prototxt")
+    prototxt, *options = LENETS[folder]
+    lenet = need("caffe", folder, prototxt).parent
     torch.set_num_threads(2)
     out = tmp_path / "lenet"
-    # The train_val file carries the data layer's convention (scale 1/256), read by the import.
-    code, _, err = zoo_cli(capsys, "import-caffe", LENET / "lenet_train_test.prototxt",
-                           LENET / "lenet_iter_10000.caffemodel", "--input", "1,28,28", "--out", out)
+    # No --scale: the import reads the data layer's convention from the files.
+    code, _, err = zoo_cli(capsys, "import-caffe", lenet / prototxt, lenet / "lenet_iter_10000.caffemodel",
+                           *options, "--out", out)
     assert code == 0, err
     code, text, err = zoo_cli(capsys, "validate", out, digits, "--json")
     assert code == 0, err
@@ -127,6 +131,6 @@ def test_validate_imported_lenet_on_real_digits_matches_opencv(tmp_path, capsys)
     assert report["labels"] == [str(i) for i in range(10)]
     assert report["top1"] >= 99.7
     images, labels = read_digits_csv(digits)
-    reference = _opencv_lenet_accuracy(images, labels)
-    print(f"LeNet on 5,000 real MNIST digits: zoo validate {report['top1']:.2f}%, OpenCV {reference:.2f}%")
+    reference = _opencv_lenet_accuracy(lenet, images, labels)
+    print(f"{folder} on 5,000 real MNIST digits: zoo validate {report['top1']:.2f}%, OpenCV {reference:.2f}%")
     assert abs(report["top1"] - reference) <= 0.05

@@ -61,6 +61,9 @@ def test_class_names_map_to_labels_loosely(names, labels, expected):
 def test_names_that_do_not_map_are_listed_or_left_out():
     with pytest.raises(DataError, match=r"2 of the data's 3 class names.*'socks'.*'trousers' \(nearest: 'Trouser'\)"):
         map_classes(["socks", "Bag", "trousers"], FASHION)
+    with pytest.raises(DataError, match=r"'socks'\. Pass --known-only") as refused:  # a data set's names are fixed
+        map_classes(["socks", "Bag"], FASHION, folders=False)
+    assert "Rename" not in str(refused.value)
     assert map_classes(["socks", "Bag"], FASHION, known_only=True) == [None, 4]
     with pytest.raises(DataError, match="output indices 0..4; '7' is not"):
         map_classes(["1", "7"], None, num_outputs=5)
