@@ -16,9 +16,9 @@ it, ImageNet mean and std). Three sides, each ``zoo.finetune.fit`` on the same f
 - ``scratch``: the same network from random weights (``pretrained=False``), trained in full.
 
 ``full`` and ``scratch`` get the same budget: the same images, epochs, batch size, optimizer and
-schedule; each side's learning rate is fixed by ``--lrs`` (the zoo's usual figures for each kind of
-run, not tuned per side: a side that would gain from another rate is reported as it is). The weights kept are the best epoch's by validation loss; the figure is the
-accuracy on the test images. No augmentation (both sides alike).
+schedule; each side's learning rate is fixed by ``--lrs`` (not tuned per side: a side that would gain
+from another rate is reported as it is). The weights kept are the best epoch's by validation loss; the
+figure is the accuracy on the test images. No augmentation (both sides alike).
 
 A run is long on two CPU cores, so it runs in chunks: each call does the (seed, size) pairs asked for,
 appends every result to ``--results`` (a JSON list) and skips what that file already holds; ``--report``
