@@ -23,6 +23,7 @@ __all__ = [
     "DataError",
     "RunError",
     "CaffeError",
+    "ExportError",
 ]
 
 
@@ -89,3 +90,8 @@ class RunError(ZooError, ValueError):
 
 class CaffeError(ZooError, ValueError):
     """A Caffe file is malformed or uses something the converter does not support."""
+
+
+class ExportError(ZooError, RuntimeError):
+    """A model cannot be exported as asked, its export does not match it, or an export folder cannot be
+    used (missing files, an unknown format version)."""
