@@ -10,7 +10,7 @@ from importlib import resources
 
 import click
 
-from zoo.registry import Entry, catalog, env
+from zoo.registry import Entry, catalog
 from zoo.registry.catalog import SOURCES, list_external, list_models
 from zoo.registry.errors import RegistryError
 from zoo.registry.schema import entry_to_dict
@@ -31,8 +31,9 @@ def _params(entry: Entry) -> str:
 
 def _cached(entry: Entry) -> bool:
     """True when every file of the entry is in the cache (a path check: `zoo cache verify` hashes)."""
-    root = env.zoo_home() / "files" / entry.name
-    return bool(entry.files) and all((root / f.filename).is_file() for f in entry.files)
+    from zoo import store
+
+    return bool(entry.files) and all(store.find(entry.name, f.filename) for f in entry.files)
 
 
 @click.command("list")
@@ -135,7 +136,11 @@ def info_cmd(name: str, as_json: bool) -> None:
         out.append(f"    checksum   : {digest}")
         for s in f.sources:
             out.append(f"    source     : {s.describe()}")
-    out.append(f"  cached       : {'yes' if _cached(entry) else 'no'} ({env.zoo_home() / 'files' / entry.name})")
+    from zoo import store
+
+    found = [store.find(entry.name, f.filename) for f in entry.files]
+    where = found[0].parent if found and found[0] else store.entry_folder(entry.name)
+    out.append(f"  cached       : {'yes' if found and all(found) else 'no'} ({where})")
     if entry.card:
         out.append(f"  card         : zoo card {entry.name}")
     out.append(f"  defined in   : {entry.origin_file}")

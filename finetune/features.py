@@ -21,7 +21,7 @@ import torch
 from zoo._io import atomic_write
 from zoo.errors import DataError, ImageError
 from zoo.model import ZooModel
-from zoo.registry import env
+from zoo import store
 
 __all__ = ["model_key", "files_key", "extract", "cached_features", "cache_path", "LabelledImages",
            "FEATURES_VERSION"]
@@ -58,8 +58,8 @@ def files_key(hashes: Sequence[str]) -> str:
 
 
 def cache_path(mkey: str, fkey: str) -> Path:
-    """``$ZOO_HOME/features/<model key>/<files key>.safetensors``."""
-    return env.zoo_home() / "features" / mkey[:32] / f"{fkey[:32]}.safetensors"
+    """``$ZOO_HOME/features/<model key>/<files key>.safetensors`` (the layout is ``zoo.store``'s)."""
+    return store.features_path(mkey, fkey)
 
 
 class LabelledImages(torch.utils.data.Dataset):

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import FinetuneConfig
+
 __all__ = ["LRFindResult", "lr_find", "sweep"]
 
 
@@ -141,37 +143,35 @@ def sweep(model: nn.Module, dataset: Any, *, param_groups: list[dict] | None = N
     return result
 
 
-def lr_find(model: Any, data_dir: str | Path, *, strategy: str = "linear", cut: str | None = None,
-            unfreeze_from: str | None = None, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
-            batch_size: int = 64, valid_pct: float = 0.2, seed: int = 0, start_lr: float = 1e-7,
-            end_lr: float = 10.0, num_iter: int = 100, augment: bool = True, cache_features: bool = True,
-            device: str = "auto", num_workers: int = 0, progress: bool = False) -> LRFindResult:
-    """Suggest a learning rate for ``fit`` with the same model, data and strategy.
+def lr_find(model: Any, data_dir: str | Path, config: FinetuneConfig | None = None, *, start_lr: float = 1e-7,
+            end_lr: float = 10.0, num_iter: int = 100, progress: bool = False, **options: Any) -> LRFindResult:
+    """Suggest a learning rate for ``fit`` with the same model, data and config.
 
     Args:
         model: a registry name, a saved model/run folder, or a ZooModel.
         data_dir: the image folder ``fit`` would get.
-        strategy, cut, unfreeze_from, head, hidden, dropout, augment, cache_features: as for ``fit``.
+        config: the ``FinetuneConfig`` ``fit`` would get (strategy, cut, head, augmentation, batch size,
+            seed...); ``**options`` change its fields as for ``fit``.
         start_lr, end_lr, num_iter: the sweep.
+        progress: a progress bar while ``linear`` computes its features.
 
     Returns:
         The sweep; ``suggestion`` is the learning rate to pass as ``lr``.
 
     Raises:
-        DataError, UnknownLayerError: as ``fit``.
+        DataError, UnknownLayerError, ConfigError: as ``fit``.
 
     Example:
-        >>> zoo.finetune.lr_find("resnet18", "photos/").suggestion    # doctest: +SKIP
+        >>> zoo.finetune.lr_find("resnet18", "photos/", strategy="full").suggestion    # doctest: +SKIP
         0.0031
     """
     from .data import scan
     from .fit import setup
     from .loop import resolve_device
 
-    split = scan(data_dir, valid_pct=valid_pct, seed=seed)
-    s = setup(model, split, strategy=strategy, cut=cut, unfreeze_from=unfreeze_from, head=head, hidden=hidden,
-              dropout=dropout, augment=augment, cache_features=cache_features, seed=seed, batch_size=batch_size,
-              device=device, num_workers=num_workers, progress=progress)
-    bs = min(batch_size, len(s.train_data))
+    config = (config or FinetuneConfig()).with_options(**options)
+    split = scan(data_dir, valid_pct=config.valid_pct, seed=config.seed)
+    s = setup(model, split, config, progress=progress)
+    bs = min(config.train.batch_size, len(s.train_data))
     return sweep(s.target, s.train_data, param_groups=s.plan.param_groups, start_lr=start_lr, end_lr=end_lr,
-                 num_iter=num_iter, batch_size=bs, device=resolve_device(device), seed=seed)
+                 num_iter=num_iter, batch_size=bs, device=resolve_device(config.train.device), seed=config.seed)

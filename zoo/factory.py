@@ -122,8 +122,11 @@ def _build_network(library: str, builder: str, kwargs: dict[str, Any], entry: En
     if library == "timm":
         import timm
 
-        network = timm.create_model(builder, pretrained=False, num_classes=num_classes, in_chans=in_chans,
-                                    **kwargs)
+        from .hub import offline_mode
+
+        with offline_mode():  # an "hf-hub:" name reads its config from the Hub: never when offline
+            network = timm.create_model(builder, pretrained=False, num_classes=num_classes, in_chans=in_chans,
+                                        **kwargs)
         return network, classifier or network.pretrained_cfg.get("classifier") or _guess_classifier(network)
     if library == "zoo":
         from . import archs
