@@ -59,7 +59,8 @@ from zoo.registry.schema import Preprocessing
 
 from .errors import ExportError
 
-__all__ = ["ExportDir", "ExportSpec", "FORMAT", "VERSION", "describe_steps", "atomic_folder", "refuse_existing"]
+__all__ = ["ExportDir", "ExportSpec", "FORMAT", "VERSION", "describe_steps", "atomic_folder", "refuse_existing",
+           "require"]
 
 FORMAT = "zoo-export"
 VERSION = 1
@@ -123,6 +124,16 @@ class ExportSpec:
         except (KeyError, TypeError, IndexError) as err:
             raise ExportError(f"{where} is incomplete or damaged ({type(err).__name__}: {err}); "
                               "export the model again.") from err
+
+
+def require(modules: tuple[str, ...], *, purpose: str, extra: str) -> None:
+    """Raise a one-line ``ExportError`` naming what to install when an optional package is missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ExportError(f"{purpose} needs {', '.join(missing)}, which is not installed: "
+                          f"pip install \"zoo[{extra}]\" (or pip install {' '.join(missing)}).")
 
 
 def describe_steps(pre: Preprocessing, image_mode: str, mean_image: str | None = None) -> list[str]:

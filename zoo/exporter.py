@@ -26,7 +26,7 @@ import torch
 
 from ._io import write_json
 from .errors import ExportError
-from .export_dir import ExportDir, ExportSpec, atomic_folder, refuse_existing
+from .export_dir import ExportDir, ExportSpec, atomic_folder, refuse_existing, require
 from .model import ZooModel
 from .tracing import GraphModule, Parity, check_parity, sample_batch, to_onnx, to_torchscript
 
@@ -98,6 +98,8 @@ def export(model: str | os.PathLike | ZooModel, out: str | os.PathLike, *,
         >>> zoo.export("resnet50", "exports/r50-pool", layer="pool")        # doctest: +SKIP
     """
     _check_options(format, pool, quantize, calibration, evaluate, tolerance)
+    if format == "onnx":
+        require(("onnx", "onnxscript", "onnxruntime"), purpose="zoo export --format onnx", extra="export")
     out = Path(out)
     refuse_existing(out, force=force)  # before the (slow) load, and again when the folder is moved in
     started = time.perf_counter()

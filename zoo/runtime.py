@@ -31,7 +31,7 @@ from PIL import Image
 
 from . import pixels
 from .errors import ExportError, ImageError
-from .export_dir import ExportDir, ExportSpec
+from .export_dir import ExportDir, ExportSpec, require
 from .images import find_images, open_image
 
 __all__ = ["Classifier", "Features", "load_images", "softmax"]
@@ -84,6 +84,7 @@ class _Model:
 
     def __init__(self, path: str | os.PathLike, *, batch_size: int, threads: int | None,
                  providers: Sequence[str] | None):
+        require(("onnxruntime",), purpose="zoo.runtime", extra="runtime")
         import onnxruntime as ort
 
         if batch_size < 1:

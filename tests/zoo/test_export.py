@@ -9,7 +9,6 @@ allows, at a smaller input size.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -28,6 +27,12 @@ from zoo.export_dir import ExportDir
 from zoo.model import ZooModel
 from zoo.registry.schema import Preprocessing
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from exportdata import photos, shrink  # noqa: E402
+
+for _module in ("onnx", "onnxscript", "onnxruntime"):
+    pytest.importorskip(_module, reason="the export extra is not installed: pip install 'zoo[export]'")
+
 TESTS = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
 
@@ -35,30 +40,6 @@ TOLERANCE = 1e-4
 @pytest.fixture(autouse=True)
 def _two_threads():
     torch.set_num_threads(2)
-
-
-def photos(folder: Path, n: int = 4, *, seed: int = 0) -> list[Path]:
-    """``n`` real image files of different sizes and formats: smooth gradients under noise."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        h, w = int(rng.integers(40, 300)), int(rng.integers(40, 300))
-        yy, xx = np.mgrid[0:h, 0:w]
-        base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (h + w)], axis=-1)
-        pixels = np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
-        path = folder / f"photo{i}.{'png' if i % 2 else 'jpg'}"
-        Image.fromarray(pixels).save(path)
-        paths.append(path)
-    return paths
-
-
-def shrink(model: ZooModel, size: int) -> ZooModel:
-    """The model fed at ``size`` x ``size`` (convolutional nets take any size): a faster test."""
-    pre = model.preprocessing
-    model.preprocessing = dataclasses.replace(pre, input_size=(pre.input_size[0], size, size),
-                                              resize=max(size, round(size * pre.resize / pre.input_size[1])))
-    return model
 
 
 def independent_check(model: ZooModel, folder: Path, images: list[Path], *, layer: str | None = None) -> float:

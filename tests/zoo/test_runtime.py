@@ -27,7 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
 from ftdata import make_folder  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_export import photos, shrink  # noqa: E402
+from exportdata import photos, shrink  # noqa: E402
+
+for _module in ("onnx", "onnxscript", "onnxruntime"):
+    pytest.importorskip(_module, reason="the export extra is not installed: pip install 'zoo[export]'")
 
 
 @pytest.fixture(autouse=True)
