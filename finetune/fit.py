@@ -11,7 +11,6 @@ part, the model, card and plots through ``zoo.finetune.record``). Every option i
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch.utils.data import Dataset, TensorDataset
 from zoo.errors import ConfigError, RunError
 from zoo.model import ZooModel
 
+from .callbacks import progress_bar_enabled
 from .config import FinetuneConfig
 from .data import Split, scan
 from .loop import TrainResult, resolve_device, train
@@ -114,8 +114,9 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
         config: every option (``FinetuneConfig``); default ``FinetuneConfig()``.
         out: the run folder (default ``runs/<data folder name>``, numbered if taken).
         resume: continue the interrupted run in ``out`` with its stored config, split and checkpoint.
-        progress: progress bars; default (None): only when stderr is a terminal, so a log file gets
-            no carriage-return frames.
+        progress: default (None): progress bars only when stderr is a terminal (so a log file gets no
+            carriage-return frames) and the loop's summary line per epoch always; True: bars for the
+            set-up too off a terminal; False: neither (the CLI then prints its own lines, or nothing).
         command: the command line to record (the CLI passes its own).
         callbacks: passed to the loop (events ``on_step_end``, ``on_epoch_end``, ``on_checkpoint``).
         on_setup: called with the ``Setup`` before training (tests and tools use it to look inside).
@@ -141,13 +142,13 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
         >>> model = zoo.load(run.path)                                                  # doctest: +SKIP
     """
     data_dir = Path(data_dir).expanduser()
-    progress = sys.stderr.isatty() if progress is None else progress
+    bars = progress_bar_enabled() if progress is None else progress
     if resume:
         run_dir, config, record, split, model = _resume(model, out, config, options, command)
     else:
         run_dir, config, split, command = _start(model, data_dir, config, options, out, command)
         record = None
-    s = setup(model, split, config, progress=progress)
+    s = setup(model, split, config, progress=bars)
     if on_setup is not None:
         on_setup(s)
     if record is None:
@@ -156,7 +157,7 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
                             config=config, plan=s.plan.describe(), device=str(resolve_device(config.train.device)))
         run_dir.write_split(split)
     run_dir.write_record(record)
-    result = _train(s, config, run_dir, resume=resume, progress=progress, callbacks=callbacks)
+    result = _train(s, config, run_dir, resume=resume, progress=progress is not False, callbacks=callbacks)
     return _finish(s, config, run_dir, record, result)
 
 

@@ -12,7 +12,6 @@ May import ``zoo``, ``zoo.registry`` and ``zoo.finetune``; never ``zoo.cli``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -218,8 +217,9 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
         config: the options; default ``scratch_config(arch)`` (the recipe).
         out: the run folder (default ``runs/<arch>-<data name>``, numbered if taken).
         resume: continue the interrupted run in ``out`` with its stored config.
-        progress: progress bars; default (None): only when stderr is a terminal, so a log file gets
-            no carriage-return frames.
+        progress: default (None): the loop's progress bar only when stderr is a terminal (so a log file
+            gets no carriage-return frames) and its summary line per epoch always; False: neither (the
+            CLI then prints its own lines, or nothing).
         command: the command line to record (the CLI passes its own).
         data_root: where the built-in data sets live.
         callbacks: passed to the loop, e.g. a time budget that raises ``StopTraining``.
@@ -240,7 +240,6 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
         >>> run.summary["test"]["accuracy"]                              # doctest: +SKIP
     """
     builder, _, _, entry = _architecture(arch)  # an unknown arch fails here, before any data is read
-    progress = sys.stderr.isatty() if progress is None else progress
     recipe = recipe_for(builder)
     run_dir, config, record = _open(arch, data, config, options, out=out, resume=resume)
     loaded, config = _load(data, config, recipe.augment, data_root, run_dir if resume else None)
@@ -264,7 +263,8 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
         run_dir.write_record(record)
         if loaded.split is not None and not resume:
             run_dir.write_split(loaded.split)
-    result = _train(model, loaded, config, run_dir, resume=resume, progress=progress, callbacks=callbacks)
+    result = _train(model, loaded, config, run_dir, resume=resume, progress=progress is not False,
+                    callbacks=callbacks)
     if master:
         _finish(model, loaded, config, run_dir, record, result)
     _barrier()

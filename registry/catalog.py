@@ -38,9 +38,13 @@ __all__ = [
 SOURCES = ("curated", "caffe", "torchvision", "timm", "zoo", "local", "all")
 
 
-def natural_key(name: str) -> list:
-    """Sort key that puts ``resnet18`` before ``resnet101``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+def natural_key(text: str) -> tuple:
+    """Sort key for the zoo's one natural order, of model names and file names alike: ``resnet18``
+    before ``resnet101``, ``IMG1`` before ``img2`` before ``img10``. Runs of digits compare as numbers,
+    the rest without regard to case; ties fall back to the exact text, so the order is total."""
+    # re.split with a group puts the digit runs at the odd positions, so numbers only meet numbers.
+    parts = re.split(r"(\d+)", text)
+    return tuple(int(part) if i % 2 else part.casefold() for i, part in enumerate(parts)), text
 
 
 # Top-level keys of an entry file; "comment" says where the file's facts come from.

@@ -188,13 +188,8 @@ def _wrap(network: nn.Module, classifier: str, entry: Entry, *, labels: Any = No
 
 def _build_caffe(entry: Entry, *, pretrained: bool) -> ZooModel:
     from . import caffe
-    from .fetch import fetch_file
 
-    if not pretrained:
-        raise WeightsError(f"{entry.name} is a Caffe model: its graph comes from its .caffemodel, so it "
-                           "cannot be built without the file (load it with pretrained=True).")
-    files = {spec.role: fetch_file(entry, spec.role) for spec in entry.files}
-    return caffe.load_entry(entry, files)
+    return caffe.build_entry(entry, pretrained=pretrained)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,10 +261,10 @@ def load_saved(directory: str | Path) -> ZooModel:
     if entry is None and not build:
         raise RunError(f"{directory / MODEL_FILE} names base model {base_name!r}, which is not in the registry "
                        "and has no build spec; register the base (ZOO_REGISTRY) and try again.")
-    if entry is not None and entry.architecture.library == "caffe":
+    if (build or {}).get("library") == "caffe" or (entry is not None and entry.architecture.library == "caffe"):
         from . import caffe
 
-        model = caffe.load_dir(directory)
+        model = caffe.build_saved(directory, entry, _preprocessing_from(info.get("preprocessing")))
     else:
         if build:
             network, classifier = _build_network(build["library"], build["builder"], dict(build.get("kwargs", {})),
@@ -287,11 +282,11 @@ def load_saved(directory: str | Path) -> ZooModel:
                           head=Head(num_classes=build.get("num_classes") or 1))
         model = _wrap(network, classifier, entry, preprocessing=pre)
         model.build_spec = build
-        if info.get("cut"):
-            model.cut(info["cut"])
-        if info.get("head"):
-            spec = HeadSpec(**info["head"])
-            model.reset_classifier(spec.num_classes, kind=spec.kind, hidden=spec.hidden, dropout=spec.dropout)
+    if info.get("cut"):
+        model.cut(info["cut"])
+    if info.get("head"):
+        spec = HeadSpec(**info["head"])
+        model.reset_classifier(spec.num_classes, kind=spec.kind, hidden=spec.hidden, dropout=spec.dropout)
     from .weights import read_state_dict
 
     _load_state(model, read_state_dict(weights, format="safetensors"), str(directory))

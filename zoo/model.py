@@ -208,6 +208,8 @@ class ZooModel(nn.Module):
         if layer in (POOL, LOGITS):
             return layer
         path = self.aliases.get(layer, layer)
+        if path in (POOL, LOGITS):  # an alias of the body's output or the head's (Caffe's ``fc8``)
+            return path
         body = self.body.body if isinstance(self.body, _Cut) else self.body
         try:
             body.get_submodule(path)
@@ -247,6 +249,7 @@ class ZooModel(nn.Module):
         """Put a new, randomly initialised head with ``num_classes`` outputs on the body (in place)."""
         self.head_spec = HeadSpec(kind=kind, num_classes=num_classes, hidden=hidden, dropout=dropout)
         self.head = build_head(self.head_spec, self.num_features)
+        self.aliases = {k: v for k, v in self.aliases.items() if v != LOGITS}  # names of the old head
         self.labels = None
         return self
 
@@ -271,6 +274,7 @@ class ZooModel(nn.Module):
             self.num_features = int(self.body(probe).shape[1])
             body.train(was_training)
         self.head = nn.Identity()
+        self.aliases = {k: v for k, v in self.aliases.items() if v != LOGITS}  # names of the old head
         return self
 
     @property
