@@ -2,7 +2,8 @@
 through ``torch.jit.trace``, and the parity check that compares the file with the model.
 
 Owns: ``GraphModule`` (a ``ZooModel`` with one output: its logits, or the features at a named layer
-pooled the way the ``Extractor`` pools them), ``to_onnx``, ``to_torchscript``, ``sample_batch`` and
+pooled the way the ``Extractor`` pools them; ``LayersModule``, the raw outputs of several layers, for
+a runner), ``to_onnx``, ``to_torchscript``, ``sample_batch`` and
 ``check_parity``. Serialisation is torch's and onnx's own; this module only chooses their options and
 turns their failures into one-line errors that name the model and the layer. Imports torch and, inside
 the functions that need them, onnx and onnxruntime; never ``zoo.finetune`` or ``zoo.cli``.
@@ -33,8 +34,8 @@ from torch import nn
 from .errors import ExportError
 from .model import LOGITS, POOL, ZooModel
 
-__all__ = ["GraphModule", "Parity", "to_onnx", "to_torchscript", "sample_batch", "check_parity", "pool_rows",
-           "ONNX_LIMIT"]
+__all__ = ["GraphModule", "LayersModule", "Parity", "to_onnx", "to_torchscript", "sample_batch", "check_parity",
+           "pool_rows", "ONNX_LIMIT"]
 
 # Protobuf cannot hold a single file over 2 GiB: bigger models keep their weights in model.onnx.data.
 ONNX_LIMIT = 2_000_000_000
@@ -78,6 +79,20 @@ class GraphModule(nn.Module):
         return pool_rows(self.model.forward_layers(x, [self.layer])[self.layer], self.pool)
 
 
+class LayersModule(nn.Module):
+    """``model`` returning the raw outputs of several named layers, in order, as ``forward_layers``
+    gives them (a runner's graph: the caller pools)."""
+
+    def __init__(self, model: ZooModel, layers: Sequence[str]):
+        super().__init__()
+        self.model = model
+        self.layers = list(layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = self.model.forward_layers(x, self.layers)
+        return tuple(outs[name] for name in self.layers)
+
+
 def sample_batch(model: ZooModel, n: int, *, seed: int = 0) -> torch.Tensor:
     """``n`` preprocessed inputs for ``model``: random-noise pictures larger than the input, put through
     the weights' own transform, so the values span the range real inputs have (0-255 minus a mean for
@@ -95,10 +110,12 @@ def sample_batch(model: ZooModel, n: int, *, seed: int = 0) -> torch.Tensor:
 # ONNX
 
 
-def to_onnx(module: GraphModule, example: torch.Tensor, path: Path, *, name: str,
-            metadata: dict[str, str]) -> dict[str, Any]:
+def to_onnx(module: nn.Module, example: torch.Tensor, path: Path, *, name: str, metadata: dict[str, str],
+            output_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Write ``module`` as ONNX at ``path`` with a dynamic batch dimension, ``metadata`` in its
     ``metadata_props``, and check the file with ``onnx.checker`` (full check, shapes inferred).
+    The outputs are named ``output_names`` (default: the ``GraphModule``'s kind, ``logits`` or
+    ``features``).
 
     Returns:
         ``{"opset": int, "external_data": bool}``.
@@ -117,7 +134,8 @@ def to_onnx(module: GraphModule, example: torch.Tensor, path: Path, *, name: str
             raise ExportError(f"{name}: torch.export cannot trace this model ({_first_line(err)}); "
                               "try --format torchscript.") from err
         try:
-            onnx_program = torch.onnx.export(program, input_names=["input"], output_names=[module.kind],
+            names = list(output_names or [module.kind])
+            onnx_program = torch.onnx.export(program, input_names=["input"], output_names=names,
                                              optimize=True, verbose=False)
         except Exception as err:  # noqa: BLE001
             raise _conversion_error(err, program, module, name) from err
@@ -133,7 +151,7 @@ def to_onnx(module: GraphModule, example: torch.Tensor, path: Path, *, name: str
     return {"opset": opset, "external_data": external}
 
 
-def _conversion_error(err: Exception, program: Any, module: GraphModule, name: str) -> ExportError:
+def _conversion_error(err: Exception, program: Any, module: nn.Module, name: str) -> ExportError:
     """The exporter's failure as one line: the operator and the zoo layer it sits in."""
     text = "\n".join(str(e) for e in _chain(err))
     found = re.search(r"translating node %(\S+)", text)
@@ -142,7 +160,7 @@ def _conversion_error(err: Exception, program: Any, module: GraphModule, name: s
     where = ""
     if node is not None and node.meta.get("nn_module_stack"):
         path, kind = list(node.meta["nn_module_stack"].values())[-1]
-        layer = _layer_name(path, module)
+        layer = _layer_name(path)
         where = f" in layer {layer!r} ({kind.rsplit('.', 1)[-1]})"
     summary = re.search(r"<class '[^']+'>: ([^\n]+)", text)
     reason = summary.group(1) if summary else _first_line(err)
@@ -150,8 +168,8 @@ def _conversion_error(err: Exception, program: Any, module: GraphModule, name: s
                        "Export it with --format torchscript, or replace that layer.")
 
 
-def _layer_name(path: str, module: GraphModule) -> str:
-    """A module path inside ``GraphModule`` (``model.body.layer4.0``) as the zoo names layers."""
+def _layer_name(path: str) -> str:
+    """A module path inside the exported wrapper (``model.body.layer4.0``) as the zoo names layers."""
     for prefix in ("model.body.body.", "model.body.", "model.head", "model."):
         if path.startswith(prefix):
             rest = path[len(prefix):]
@@ -230,26 +248,37 @@ class Parity:
                 f"(tolerance {self.tolerance:.0e}){agree}: {'ok' if self.passed else 'FAILED'}")
 
 
-def check_parity(reference: Callable[[torch.Tensor], torch.Tensor], candidate: Callable[[np.ndarray], np.ndarray],
+def check_parity(reference: Callable[[torch.Tensor], Any], candidate: Callable[[np.ndarray], Any],
                  inputs: Sequence[torch.Tensor], *, runtime: str, tolerance: float, logits: bool) -> Parity:
     """Run ``reference`` (the torch model) and ``candidate`` (the exported graph) on each batch.
 
     The difference is measured relative to the output's scale (its largest magnitude), so a model whose
-    logits are in the thousands and one whose features are below 1 meet the same bar.
+    logits are in the thousands and one whose features are below 1 meet the same bar. With several
+    outputs (a tuple from ``reference``, a list from ``candidate``) each is held to its own scale, and
+    the worst one is reported.
     """
-    worst, scale, agree, total = 0.0, 0.0, 0, 0
+    worst, worst_abs, worst_scale, agree, total = 0.0, 0.0, 0.0, 0, 0
+    scales: dict[int, float] = {}
+    diffs: dict[int, float] = {}
     for x in inputs:
         with torch.inference_mode():
-            ref = reference(x).float().numpy()
-        got = np.asarray(candidate(x.numpy()), dtype=np.float32)
-        if got.shape != ref.shape:
-            raise ExportError(f"the exported graph returns shape {got.shape} for a batch of {len(x)}, the model "
-                              f"{ref.shape}: the export is broken; report it with the model's name.")
-        worst = max(worst, float(np.abs(got - ref).max()) if got.size else 0.0)
-        scale = max(scale, float(np.abs(ref).max()) if ref.size else 0.0)
-        if logits:
-            agree += int((got.argmax(1) == ref.argmax(1)).sum())
-            total += len(x)
-    rel = worst / scale if scale > 0 else (0.0 if worst == 0 else float("inf"))
-    return Parity(runtime=runtime, batches=tuple(len(x) for x in inputs), max_abs=worst, max_rel=rel,
-                  scale=scale, tolerance=tolerance, top1_agreement=agree / total if total else None)
+            refs = reference(x)
+        refs = [refs] if isinstance(refs, torch.Tensor) else list(refs)
+        gots = candidate(x.numpy())
+        gots = [gots] if isinstance(gots, np.ndarray) else list(gots)
+        for k, (ref_t, got) in enumerate(zip(refs, gots, strict=True)):
+            ref, got = ref_t.float().numpy(), np.asarray(got, dtype=np.float32)
+            if got.shape != ref.shape:
+                raise ExportError(f"the exported graph returns shape {got.shape} for a batch of {len(x)}, the "
+                                  f"model {ref.shape}: the export is broken; report it with the model's name.")
+            diffs[k] = max(diffs.get(k, 0.0), float(np.abs(got - ref).max()) if got.size else 0.0)
+            scales[k] = max(scales.get(k, 0.0), float(np.abs(ref).max()) if ref.size else 0.0)
+            if logits and k == 0:
+                agree += int((got.argmax(1) == ref.argmax(1)).sum())
+                total += len(x)
+    for k, diff in diffs.items():
+        rel = diff / scales[k] if scales[k] > 0 else (0.0 if diff == 0 else float("inf"))
+        if rel >= worst:
+            worst, worst_abs, worst_scale = rel, diff, scales[k]
+    return Parity(runtime=runtime, batches=tuple(len(x) for x in inputs), max_abs=worst_abs, max_rel=worst,
+                  scale=worst_scale, tolerance=tolerance, top1_agreement=agree / total if total else None)
