@@ -72,7 +72,8 @@ def export(model: str | os.PathLike | ZooModel, out: str | os.PathLike, *,
         format: ``onnx`` (through ``torch.export``; runs in onnxruntime and ``zoo.runtime``) or
             ``torchscript`` (``torch.jit.trace``; runs in torch and libtorch).
         layer: export the features at this layer (the names ``zoo.Extractor`` takes; ``pool`` is the
-            pre-logits vector) instead of the classifier's logits.
+            pre-logits vector) instead of the classifier's logits. A model without a classifier (a
+            feature backbone) exports ``pool`` by default.
         pool: how an inner layer's map becomes one row per image, as in ``zoo.Extractor``.
         quantize: ONNX only: int8 weights through onnxruntime's tools. ``dynamic`` quantizes the
             matrix products (MatMul, Gemm: transformers, MLP heads); ``static`` quantizes every
@@ -104,6 +105,8 @@ def export(model: str | os.PathLike | ZooModel, out: str | os.PathLike, *,
     refuse_existing(out, force=force)  # before the (slow) load, and again when the folder is moved in
     started = time.perf_counter()
     zmodel = _load(model)
+    if layer is None and isinstance(zmodel.head, torch.nn.Identity):
+        layer = "pool"  # a feature backbone (DINOv2, CLIP towers) or a cut without a head: no logits to give
     graph = GraphModule(zmodel, layer, pool).eval()
     example = sample_batch(zmodel, 2)
     with torch.inference_mode():

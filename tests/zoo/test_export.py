@@ -255,3 +255,10 @@ def test_unsupported_operator_names_the_layer_and_the_model(tmp_path):
     assert _only(tmp_path) == []
     result = zoo.export(model, tmp_path / "ts", format="torchscript")  # what the message suggests works
     assert result.parity.passed
+
+
+def test_a_model_without_a_classifier_exports_its_features(tmp_path):
+    model = zoo.load("lenet.fmnist5").cut("features.pool1")  # no head until reset_classifier
+    result = assert_parity(model, tmp_path, layer=None)
+    spec = ExportDir(result.path).read_spec()
+    assert (spec.output_kind, spec.layer, spec.output_shape) == ("features", "pool", (None, 32))
