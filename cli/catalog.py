@@ -26,7 +26,7 @@ def describe_input(p: Preprocessing) -> str:
     elif p.crop_mode == "squash":
         how = f"whole image resized to {p.resize}x{p.resize}, centre crop {size}"
     elif p.crop_mode == "border":
-        how = f"longer side resized to {max(p.crop)}, padded to {size}"
+        how = f"longer side resized to {p.resize}, padded with the mean colour (or cropped) to {size}"
     else:
         how = f"resize {p.resize}, centre crop {size}"
     return f"{'x'.join(map(str, p.input_size))}, {how} ({p.interpolation}{'' if p.antialias else ', no antialias'})"
@@ -130,7 +130,9 @@ def info_cmd(name: str, as_json: bool) -> None:
            f"  input        : {describe_input(p)}",
            f"  normalise    : {p.channel_order}, x{p.scale:g}, mean {list(p.mean)}"
            + (f" (mean file: {p.mean_file})" if p.mean_file else "") + f", std {list(p.std)}",
-           f"  head         : {h.num_classes} classes"
+           (f"  head         : {h.num_classes} classes" if h.num_classes else
+            "  head         : none: a feature backbone (`zoo extract` gives its features; `zoo finetune` "
+            "puts a classifier on it)")
            + (f", labels {h.labels if isinstance(h.labels, str) else 'inline'}" if h.labels else "")
            + (f", classifier {h.classifier}" if h.classifier else ""),
            ]

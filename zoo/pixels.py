@@ -114,7 +114,7 @@ def geometry(image: Image.Image, pre: Preprocessing) -> np.ndarray:
     height, width = resized_size(image.height, image.width, pre)
     if (height, width) != (image.height, image.width):
         image = image.resize((width, height), RESAMPLE[pre.interpolation])
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # a writable copy: callers may hand it to torch
     if array.ndim == 2:
         array = array[:, :, None]
     (left, top, right, bottom), y, x = crop_or_pad(height, width, pre.crop)

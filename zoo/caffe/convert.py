@@ -36,7 +36,7 @@ from zoo.registry import Entry, labels_for
 from .._io import atomic_write, file_digest, write_json
 from ..errors import CaffeError, WeightsError
 from ..fetch import fetch_file
-from ..model import LOGITS, ZooModel
+from ..model import LOGITS, BuildSpec, ZooModel
 from .graph import CaffeGraph, GraphPlan, Op, build_module, plan_graph
 from .proto import read_binaryproto, read_caffemodel
 from .prototxt import read_prototxt
@@ -251,12 +251,12 @@ def model_from_plan(plan: GraphPlan, state: dict[str, torch.Tensor] | None, *, n
     aliases = dict(plan.aliases)
     if op is not None:
         aliases.update({n: LOGITS for n in (op.name, *op.tops)})
-    model = ZooModel(body, head, num_features=math.prod(plan.shapes[feature_blob][1:]), name=name, entry=entry,
-                     labels=labels, preprocessing=preprocessing, aliases=aliases, base=name, mean_image=mean_image)
-    model.caffe_plan = plan  # the graph description, for tools that want the Caffe names
     kwargs = dict(entry.architecture.kwargs) if entry is not None else {"input": list(plan.input_shape)}
-    model.build_spec = {"library": "caffe", "builder": "caffemodel", "kwargs": kwargs,
-                        "in_chans": plan.input_shape[0], "num_classes": out_features(plan)}
+    model = ZooModel(body, head, num_features=math.prod(plan.shapes[feature_blob][1:]), name=name, entry=entry,
+                     labels=labels, preprocessing=preprocessing, aliases=aliases, base=name, mean_image=mean_image,
+                     build=BuildSpec(library="caffe", builder="caffemodel", kwargs=kwargs,
+                                     in_chans=plan.input_shape[0], num_classes=out_features(plan)))
+    model.caffe_plan = plan  # the graph description, for tools that want the Caffe names
     return model.eval()
 
 

@@ -16,6 +16,8 @@ Imports torch, numpy, ``zoo.factory``, ``zoo.registry`` and this package; never 
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import shutil
@@ -180,9 +182,7 @@ def build_saved(directory: str | Path, entry: Entry | None, preprocessing: Prepr
         return model_from_plan(plan, None, name=own.name if own else directory.name, entry=own, preprocessing=pre,
                                labels=labels_for(own) if own else None, mean_image=mean_image)
     if entry is not None and entry.files:
-        model = build_entry(entry)
-        model.preprocessing = preprocessing or model.preprocessing
-        return model
+        return build_entry(dataclasses.replace(entry, preprocessing=preprocessing) if preprocessing else entry)
     raise CaffeError(f"{directory}: was saved from a Caffe model but holds no {GRAPH_FILE}, and its base model is "
                      "not in the registry; register the import it came from (ZOO_REGISTRY=IMPORT/entry.json) or "
                      f"copy the import's {GRAPH_FILE} into it.")
