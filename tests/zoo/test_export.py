@@ -63,6 +63,7 @@ def independent_check(model: ZooModel, folder: Path, images: list[Path], *, laye
 
 def assert_parity(model: ZooModel, tmp_path: Path, **options) -> zoo.exporter.ExportResult:
     result = zoo.export(model, tmp_path / "export", **options)
+    print(f"{model.name} {options}: {result.parity.describe()}")  # the figures, shown with pytest -rP
     assert result.parity.passed and result.parity.max_rel <= TOLERANCE, result.parity.describe()
     assert result.parity.batches == (1, 3)  # neither is the traced batch: the batch dimension is free
     if result.format == "onnx":
@@ -164,6 +165,7 @@ def test_finetuned_run_with_cut_and_mlp_head(tmp_path):
     model.labels = ("ankle boot", "bag", "sneaker")
     run = save_model(model, tmp_path / "run")
     result = zoo.export(run, tmp_path / "export")
+    print(f"run (cut features.pool1, mlp head): {result.parity.describe()}")
     assert result.parity.passed and result.output_shape == (None, 3)
     assert ExportDir(result.path).read_labels() == model.labels
     images = photos(tmp_path / "photos", 3)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +156,43 @@ def test_runtime_imports_no_torch(tmp_path, resnet_exports):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _awkward_images(folder: Path) -> list[Path]:
+    """Files a phone, a scanner or an old editor writes: EXIF-rotated JPEG, palette PNG with
+    transparency, CMYK JPEG, 16-bit greyscale PNG."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    paths = [folder / "rotated.jpg", folder / "palette.png", folder / "cmyk.jpg", folder / "grey16.png"]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(rgb).save(paths[0], "JPEG", exif=exif, quality=95)
+    palette = Image.fromarray(rgb).quantize(16)
+    palette.info["transparency"] = 0
+    palette.save(paths[1], transparency=0)
+    Image.fromarray(rgb).convert("CMYK").save(paths[2], "JPEG", quality=95)
+    Image.fromarray(rng.integers(0, 65536, (50, 70), dtype=np.uint16)).save(paths[3])
+    return paths
+
+
+def test_awkward_files_and_bombs_go_through_the_one_loader(tmp_path, resnet_exports):
+    model, root = resnet_exports
+    paths = _awkward_images(tmp_path)
+    mine = Features(root / "pool")(paths)
+    theirs = zoo.Extractor(model, layer="pool", freeze=False, num_workers=0)(paths)
+    assert np.abs(mine - theirs).max() <= 1e-4 * np.abs(theirs).max()
+    rotated = Features(root / "pool").preprocess([paths[0]])[0]
+    upright = np.asarray(Image.open(paths[0]).rotate(-90, expand=True))  # an array carries no EXIF
+    upright = Features(root / "pool").preprocess([upright])[0]
+    assert np.allclose(rotated, upright)  # the EXIF orientation was applied
+    # A 64-megapixel header in a 70-byte file: refused from the header, like the Extractor does.
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", 8000, 8000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="bomb.png.*over the limit"):
+        Features(root / "pool")([bomb])
+    assert "over the limit" in Classifier(root / "logits").predict([bomb])[0]["error"]
