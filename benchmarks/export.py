@@ -16,7 +16,8 @@
    on the 5,000 test-split images of its five classes, fp32 against dynamic and static int8 (static
    calibrated on 500 training images); and, when ``../shared/real`` is there, torchvision's real ImageNet
    MobileNetV2 weights (served through a user registry entry and ``ZOO_MIRROR``) on the real photos:
-   fp32 and static int8 top-1 labels side by side.
+   fp32 and static int8 top-1 labels side by side; and Caffe's own LeNet (real weights, imported) on
+   4,500 real MNIST digits, fp32 against dynamic and static int8 (calibrated on the other 500).
 
 Throughput and cold start use random weights (the same compute as pretrained; no network here).
 
@@ -166,6 +167,35 @@ def accuracy_lenet(work: Path) -> list[dict]:
     return rows
 
 
+def accuracy_caffe_lenet(work: Path) -> list[dict]:
+    """Caffe's own LeNet (real weights, imported) on real MNIST digits: 4,500 labelled test digits,
+    static int8 calibrated on the other 500."""
+    import csv
+    import gzip
+
+    import zoo
+    from zoo.caffe import import_caffe
+
+    base = REAL / "caffe" / "lenet_everpeace"
+    with gzip.open(REAL / "datasets" / "mnist_5k.csv.gz", "rt", newline="") as fh:
+        rows = [row for row in csv.reader(fh) if row]
+    test, calib = work / "mnist-test", work / "mnist-calib"
+    for i, row in enumerate(rows):
+        folder = calib if i >= 4500 else test / row[784]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.array(row[:784], dtype=np.uint8).reshape(28, 28)).save(folder / f"{i}.png")
+    imported = import_caffe(base / "lenet_iter_10000.caffemodel", base / "lenet_train_test.prototxt",
+                            out_dir=work / "caffe-lenet", input_shape=(1, 28, 28), labels=[str(d) for d in range(10)])
+    out = []
+    for mode in ("dynamic", "static"):
+        r = zoo.export(imported, work / f"caffe-lenet-{mode}", quantize=mode, evaluate=test,
+                       calibration=calib if mode == "static" else None, force=True)
+        out.append({"model": "caffe lenet (real MNIST)", "mode": mode,
+                    **{k: r.accuracy[k] for k in ("images", "top1_fp32", "top1_int8", "change_points")}})
+        print(f"  Caffe LeNet, real MNIST digits, {mode}: {r.accuracy['summary']}", flush=True)
+    return out
+
+
 def real_mobilenet_entry(work: Path) -> str | None:
     """A user registry entry for torchvision's MobileNetV2 ImageNet weights, served from a mirror
     folder holding the shared file (sha256 checked as for any download)."""
@@ -237,6 +267,8 @@ def main() -> None:
     if not args.no_accuracy:
         print("int8 accuracy:")
         report["accuracy"] += accuracy_lenet(work)
+        if (REAL / "datasets" / "mnist_5k.csv.gz").is_file():
+            report["accuracy"] += accuracy_caffe_lenet(work)
         if mobilenet:
             report["accuracy"].append(accuracy_mobilenet(mobilenet, work, images[0].parent))
         else:
