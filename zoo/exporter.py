@@ -105,7 +105,7 @@ def export(model: str | os.PathLike | ZooModel, out: str | os.PathLike, *,
     refuse_existing(out, force=force)  # before the (slow) load, and again when the folder is moved in
     started = time.perf_counter()
     zmodel = _load(model)
-    if layer is None and isinstance(zmodel.head, torch.nn.Identity):
+    if layer is None and not zmodel.has_classifier:
         layer = "pool"  # a feature backbone (DINOv2, CLIP towers) or a cut without a head: no logits to give
     graph = GraphModule(zmodel, layer, pool).eval()
     example = sample_batch(zmodel, 2)

@@ -9,6 +9,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from zoo.model import ZooModel
@@ -36,3 +37,18 @@ def shrink(model: ZooModel, size: int) -> ZooModel:
     model.preprocessing = dataclasses.replace(pre, input_size=(pre.input_size[0], size, size),
                                               resize=max(size, round(size * pre.resize / pre.input_size[1])))
     return model
+
+
+def settle_batchnorm(model: ZooModel, seed: int = 0) -> ZooModel:
+    """Random weights with batch-norm statistics measured on a batch of noise images, as training
+    would leave them: without this, deep random nets (MobileNetV3, EfficientNet) give logits near
+    1e-10 and a parity check against them means little."""
+    torch.manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the batches seen
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, *model.input_size))
+    return model.eval()
