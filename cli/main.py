@@ -39,6 +39,7 @@ COMMANDS = {
     "runs": "zoo.cli.finetune:runs_cmd",
     "train": "zoo.cli.train:train_cmd",
     "import-caffe": "zoo.cli.caffe:import_caffe_cmd",
+    "export": "zoo.cli.export:export_cmd",
     "demo": "zoo.cli.demo:demo_cmd",
 }
 
