@@ -31,10 +31,6 @@ def deferred_interrupt(enabled: bool) -> Iterator[Interrupt]:
     alone when someone else handles SIGINT (or ignores it), off the main thread, and under DDP."""
     flag = Interrupt()
     usable = enabled and threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGINT) if usable else None
-    if previous is not signal.default_int_handler:
-        yield flag
-        return
 
     def note(signum: int, frame: Any) -> None:
         if flag.requested:
@@ -44,17 +40,20 @@ def deferred_interrupt(enabled: bool) -> Iterator[Interrupt]:
         print(f"{what}: finishing this step and writing a checkpoint (Ctrl-C again to stop at once).",
               file=sys.stderr, flush=True)
 
-    # SIGTERM only when nobody else handles it (its default is to die without a checkpoint).
-    term = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGINT, note)
-    if term is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, note)
+    # Each signal only while nobody else handles it: SIGINT when Python's own handler is in place (not
+    # when it is ignored, as in a background job), SIGTERM when its default (dying without a checkpoint)
+    # would apply.
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    taken = {}
+    if usable:
+        taken = {sig: signal.getsignal(sig) for sig, default in defaults.items() if signal.getsignal(sig) is default}
+    for sig in taken:
+        signal.signal(sig, note)
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if term is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, term)
+        for sig, previous in taken.items():
+            signal.signal(sig, previous)
 
 
 def interruptible(batches: Iterator, flag: Interrupt, limit: int) -> Iterator:
