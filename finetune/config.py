@@ -62,14 +62,22 @@ class FinetuneConfig:
     head: str = "linear"  # the new head: "linear", or "mlp" (Linear, ReLU, Dropout, Linear)
     hidden: int = 256  # the MLP head's hidden width
     dropout: float = 0.0  # dropout before the head's last Linear
+    body_lr_scale: float | None = None  # the body's LR relative to the head's: partial, its unfrozen layers (None:
+    #   0.1); full, its earliest group, the later ones growing geometrically to the head's (None: 0.01)
+    arch_options: dict[str, Any] | None = None  # from scratch: options of the architecture's builder over its
+    #   entry's, e.g. {"hidden": [256, 256], "dropout": 0.3} for mlp_relu (zoo.archs.build names the valid ones)
     # -- the data
     valid_pct: float = 0.2  # share of each class held out for validation when the folder has no val/
+    hold_out: bool = False  # built-in data sets: hold valid_pct of each training class out for validation (the
+    #   test split is then never used while training; `zoo tune` searches this way)
     augment: bool | str = True  # True: the run's default (fine-tuning: random resized crops and flips; from
     #   scratch: the recipe's); False: none; or a named kind for in-memory data (datasets.AUGMENTATIONS)
     cache_features: bool = True  # linear: train the head on the body's features, computed once and cached
     classes: tuple[int, ...] | None = None  # built-in data sets: keep these class indices (relabelled 0..k-1)
     input_size: int | None = None  # from scratch on a folder: the square input side (None: from the images)
     grey: bool | None = None  # from scratch on a folder: one channel or three (None: from the images)
+    # -- the record
+    plots: bool = True  # draw curves.png and confusion.png at the end (a search draws them for its best trial only)
     # -- the schedule (None: chosen by the run, see above)
     epochs: int | None = None  # passes over the training data
     lr: float | None = None  # peak learning rate of the head (earlier layers get fractions of it)
@@ -84,6 +92,10 @@ class FinetuneConfig:
             raise ConfigError(f"unfreeze_from={self.unfreeze_from!r} applies to strategy 'partial' only (got "
                               f"{self.strategy!r}); pass strategy='partial' or drop unfreeze_from.",
                               option="unfreeze_from")
+        if self.body_lr_scale is not None and (self.strategy == "linear" or not self.pretrained):
+            raise ConfigError(f"body_lr_scale applies when pretrained body layers train (strategy partial or full, "
+                              f"pretrained=True); got strategy={self.strategy!r}, pretrained={self.pretrained}. "
+                              "Drop body_lr_scale.", option="body_lr_scale")
         if not 0.0 < self.valid_pct < 1.0:
             raise ConfigError(f"valid_pct must be between 0 and 1 (exclusive), got {self.valid_pct}; 0.2 holds "
                               "out a fifth of each class.", option="valid_pct")
@@ -91,11 +103,20 @@ class FinetuneConfig:
             _choice("augment", self.augment, AUGMENTATIONS)
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
-        for name, low in (("epochs", 1), ("lr", 0.0), ("input_size", 8), ("hidden", 1)):
+        for name, low in (("epochs", 1), ("lr", 0.0), ("body_lr_scale", 0.0), ("input_size", 8), ("hidden", 1)):
             value = getattr(self, name)
-            if value is not None and (value <= low if name == "lr" else value < low):
-                raise ConfigError(f"{name} must be {'> 0' if name == 'lr' else f'>= {low}'}, got {value}.",
+            strict = name in ("lr", "body_lr_scale")
+            if value is not None and (value <= low if strict else value < low):
+                raise ConfigError(f"{name} must be {'> 0' if strict else f'>= {low}'}, got {value}.",
                                   option=name)
+        if self.arch_options is not None:
+            if not isinstance(self.arch_options, dict):
+                raise ConfigError(f"arch_options must be a dict of builder options, got "
+                                  f"{type(self.arch_options).__name__}.", option="arch_options")
+            if self.pretrained:
+                raise ConfigError("arch_options change the architecture, so they apply to training from random "
+                                  "weights (pretrained=False, zoo train); fine-tuning keeps the model's.",
+                                  option="arch_options")
         if not isinstance(self.train, TrainConfig):
             raise ConfigError(f"train must be a TrainConfig, got {type(self.train).__name__}; build one with "
                               "FinetuneConfig.from_options(...).", option="train")
@@ -176,6 +197,7 @@ class FinetuneConfig:
         """Plain JSON-ready data; ``from_dict`` reads it back to an equal config."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "train"}
         out["classes"] = list(self.classes) if self.classes is not None else None
+        out["arch_options"] = dict(self.arch_options) if self.arch_options is not None else None
         out["train"] = {k: v for k, v in self.train.to_dict().items() if k not in SCHEDULE_FIELDS}
         return out
 
