@@ -130,8 +130,8 @@ def tune_cmd(ctx: click.Context, target: str | None, data: str | None, data_opti
     if "classes" in options:
         options["classes"] = _classes(options["classes"])
     try:
-        study = tune(target, data, kind=kind, out=out, data_root=data_root, progress=False if quiet or as_json else None,
-                     command=command_line(ctx), plots=plots, **options)
+        study = tune(target, data, kind=kind, out=out, data_root=data_root, command=command_line(ctx), plots=plots,
+                     progress=False if quiet or as_json else None, **options)
     except KeyboardInterrupt:
         click.echo("Interrupted: the running trials are marked interrupted; run the same command again to continue "
                    "the study (they run again).", err=True)

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from filelock import FileLock
 
@@ -29,9 +29,10 @@ from zoo.errors import ConfigError, RunError, close_matches
 from .config import FinetuneConfig
 from .search_space import SearchSpace, builtin_space, check_space, read_space, valid_names
 from .study import Study, StudyDir, StudySpec, write_records, write_study_plots
+from .study_progress import StudyProgress
 
 __all__ = ["tune", "report_study", "SearchConfig", "SAMPLERS", "PRUNERS", "METRICS", "DEFAULT_TRIALS",
-           "STUDIES_FOLDER", "StudyProgress"]
+           "STUDIES_FOLDER"]
 
 SAMPLERS = ("grid", "random", "tpe", "gp")
 PRUNERS = ("none", "median", "hyperband")
@@ -290,7 +291,7 @@ def _run_study(study_dir: StudyDir, spec: StudySpec, search: SearchConfig, progr
     study = open_study(spec)
     _check_storage_spec(study, spec)
     show = StudyProgress(spec, enabled=progress is not False)
-    show.start(study.get_trials(deepcopy=False), search)
+    show.start(study.get_trials(deepcopy=False), jobs=search.jobs, timeout=search.timeout)
     deadline = time.time() + search.timeout if search.timeout else None
     try:
         if search.jobs == 1:
@@ -372,90 +373,6 @@ def _stop(procs: list[Any]) -> None:
         if action is not None:
             for p in alive:
                 os.kill(p.pid, action)
-
-
-# -- what a study shows ------------------------------------------------------------------------------------
-
-
-class StudyProgress:
-    """A line per finished trial (always, unless disabled) and, on a terminal, a bar of trials done
-    with the best value so far and the trials running."""
-
-    def __init__(self, spec: StudySpec, *, enabled: bool = True, stream: IO | None = None):
-        from .callbacks import progress_bar_enabled
-
-        self.spec, self.enabled, self.stream = spec, enabled, stream or sys.stderr
-        self.show_bar = enabled and progress_bar_enabled(self.stream)
-        self.bar: Any = None
-        self.seen: set[int] = set()
-
-    def _print(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line, file=self.stream)
-        else:
-            print(line, file=self.stream, flush=True)
-
-    def start(self, trials: list[Any], search: SearchConfig) -> None:
-        from .trials import counts
-
-        done = [t for t in trials if t.state.is_finished()]
-        self.seen = {t.number for t in done}
-        if not self.enabled:
-            return
-        spec = self.spec
-        budget = f"{spec.budget} trials" if spec.budget else "no trial limit"
-        limit = f", timeout {search.timeout:g} s" if search.timeout else ""
-        self._print(f"study {spec.name}: {spec.sampler} sampler (seed {spec.sampler_seed}), {spec.pruner} pruner, "
-                    f"{budget}{limit}, {search.jobs} at a time; {spec.monitor} ({spec.direction}); "
-                    f"{sum(counts(t) for t in done)} trial(s) done before")
-        if self.show_bar:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=spec.budget, initial=sum(counts(t) for t in done), unit="trial",
-                            dynamic_ncols=True, file=self.stream)
-
-    def update(self, trials: list[Any]) -> None:
-        """Lines for trials finished since the last call; the bar's count, best and running trials."""
-        if not self.enabled:
-            return
-        from .study import trial_rows
-
-        rows = {r["trial"]: r for r in trial_rows(trials, self.spec)}
-        best, key = None, self.spec.monitor
-        sign = 1 if self.spec.direction == "maximize" else -1
-        for number in sorted(rows):
-            row = rows[number]
-            better = best is None or (row[key] is not None and sign * row[key] > sign * best[key])
-            if row["state"] == "complete" and row[key] is not None and better:
-                best = row
-            if number in self.seen or row["state"] in ("running", "waiting"):
-                continue
-            self.seen.add(number)
-            self._print(self._line(row, best))
-        if self.bar is not None:
-            from .trials import counts
-
-            self.bar.n = min(self.bar.total or 10**9, sum(counts(t) for t in trials if t.state.is_finished()))
-            self.bar.set_postfix(best=f"{best[key]:.4f}" if best else "-",
-                                 running=sum(r["state"] == "running" for r in rows.values()), refresh=True)
-
-    def _line(self, row: dict[str, Any], best: dict[str, Any] | None) -> str:
-        key = self.spec.monitor
-        value = f"{key} {row[key]:.4f}" if row[key] is not None else ""
-        params = " ".join(f"{k[len('param_'):]}={_short(v)}" for k, v in row.items() if k.startswith("param_"))
-        best_text = f"best {best[key]:.4f} (trial {best['trial']})" if best else "no best yet"
-        reason = f"  {row['reason']}" if row["state"] not in ("complete",) and row["reason"] else ""
-        seconds = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
-        return f"trial {row['trial']:>3}  {row['state']:<11} {value}  {best_text}  {seconds}  {params}{reason}"
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def report_study(path: str | Path, *, plots: bool = True) -> Study:

@@ -37,7 +37,7 @@ from .config import FinetuneConfig
 from .run import Run
 from .rundir import RunDir
 
-__all__ = ["StudyDir", "StudySpec", "Study", "trial_rows", "write_records", "write_study_plots", "CARD_BEGIN",
+__all__ = ["StudyDir", "StudySpec", "Study", "counts", "trial_rows", "write_records", "write_study_plots", "CARD_BEGIN",
            "CARD_END", "HEAVY_FILES"]
 
 CARD_BEGIN, CARD_END = "<!-- zoo tune: how this model was found -->", "<!-- /zoo tune -->"
@@ -186,8 +186,8 @@ class Study:
         best = self._require_best()
         path = self.path / best["run"]
         if not path.is_dir():
-            raise RunError(f"the best trial ({best['trial']}) ran on {best.get('host', 'another machine')}, and its run "
-                           f"folder {path} is not here: share the study folder between machines, or open it there.")
+            raise RunError(f"the best trial ({best['trial']}) ran on {best.get('host', 'another machine')}, and its "
+                           f"run folder {path} is not here: share the study folder between machines, or open it there.")
         return Run(path)
 
     def _require_best(self) -> dict[str, Any]:
@@ -198,6 +198,14 @@ class Study:
 
 
 # -- the record ----------------------------------------------------------------------------------------
+
+
+def counts(trial: Any) -> bool:
+    """Whether an optuna trial uses a place in the budget: it ran or runs (an interrupted or surplus
+    trial, or one queued to run again, does not)."""
+    if trial.state.name in ("COMPLETE", "PRUNED", "RUNNING"):
+        return True
+    return trial.state.name == "FAIL" and trial.user_attrs.get("fail_kind") not in ("interrupted", "surplus")
 
 
 def _state(trial: Any) -> str:

@@ -41,9 +41,9 @@ from .config import FinetuneConfig
 from .data import Split, load_split
 from .loop import StopTraining
 from .search_space import SearchSpace, trial_config
-from .study import StudyDir, StudySpec, write_records
+from .study import StudyDir, StudySpec, counts, write_records
 
-__all__ = ["open_study", "make_storage", "Worker", "work", "worker_main", "TrialReporter", "counts",
+__all__ = ["open_study", "make_storage", "Worker", "work", "worker_main", "TrialReporter",
            "HEARTBEAT_SECONDS", "STALE_SECONDS"]
 
 HEARTBEAT_SECONDS = 30.0  # a running trial's worker stamps it this often
@@ -128,14 +128,6 @@ def open_study(spec: StudySpec, worker: int = 0) -> Any:
     space = SearchSpace.from_dict(spec.space)
     return optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec, space, worker),
                              pruner=make_pruner(spec, max_epochs(spec)))
-
-
-def counts(trial: Any) -> bool:
-    """Whether a trial uses a place in the budget: it ran or runs (an interrupted or surplus trial,
-    or one queued to run again, does not)."""
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
-        return True
-    return trial.state == TrialState.FAIL and trial.user_attrs.get("fail_kind") not in ("interrupted", "surplus")
 
 
 @dataclass
