@@ -114,20 +114,19 @@ def tune(target: str, data: str | Path, config: FinetuneConfig | None = None, *,
         raise ConfigError(f"kind must be finetune or scratch, got {kind!r}.", option="kind", valid=["finetune",
                                                                                                    "scratch"])
     base, builder, arch_kwargs = _base_config(kind, target, data, config, base_options, search.metric)
-    strategy = base.strategy
-    names = valid_names(kind, strategy=strategy, builder=builder)
-    space = read_space(search.space, names) if search.space else None  # a bad file fails before anything runs
+    space = None
+    if search.space:  # a bad file, or a value the runs would refuse, fails before anything is made
+        space = read_space(search.space, valid_names(kind, strategy=base.strategy, builder=builder))
+        space = dataclasses.replace(space, arch_defaults=arch_kwargs)
+        check_space(base, space)
     study_dir = StudyDir(out if out is not None else _default_out(target, data))
-    study_dir.path.mkdir(parents=True, exist_ok=True)
     data_text = str(data) if kind == "scratch" and str(data).lower() in _builtin() else str(Path(data).resolve())
     split, test_images = _study_split(study_dir, kind, data_text, base)
     if space is None:  # the built-in space, less the options the caller fixed
         space = _default_space(kind, target, base, builder, arch_kwargs, split)
         given = set(base_options) - {"seed"}
         space = dataclasses.replace(space, params=tuple(p for p in space.params if p.name not in given))
-    else:
-        space = dataclasses.replace(space, arch_defaults=arch_kwargs)
-    check_space(base, space)
+        check_space(base, space)
     spec = _spec(study_dir, search, kind, target, data_text, base, space, data_root, command, test_images)
     if kind == "finetune" and base.strategy == "linear" and base.cache_features and split is not None:
         _warm_features(target, split, base, progress)
@@ -208,9 +207,8 @@ def _study_split(study_dir: StudyDir, kind: str, data: str, base: FinetuneConfig
 
     if kind == "scratch" and data.lower() in _builtin():
         return None, 0
-    if study_dir.split.is_file():
-        split = load_split(study_dir.split)
-        return split, 0
+    if study_dir.split.is_file():  # made by the first run (perhaps on another machine, the data elsewhere)
+        return load_split(study_dir.split, root=data), 0
     split = scan(data, valid_pct=base.valid_pct, seed=base.seed)
     test_images = len(split.test)
     # The test part is never read by a trial: it is not in the split the trials get.

@@ -288,6 +288,10 @@ def read_space(path: str | Path, names: dict[str, str]) -> SearchSpace:
                           "lr = {{ low = 1e-4, high = 0.1, log = true }}.", valid=list(names))
     params, fixed = [], {}
     for key, spec in data.items():
+        if key not in names and key in {**_LOOP, **_FINETUNE}:
+            raise ConfigError(f"space file {path}: parameter {key!r} does not apply to this search (a linear probe "
+                              f"trains on cached features: no augmentation, nothing unfrozen; from scratch there is "
+                              f"no new head); valid names: {', '.join(names)}.", option=key, valid=list(names))
         if key not in names:
             hints = close_matches(key, names)
             hint = f" (did you mean {', '.join(hints)}?)" if hints else ""

@@ -146,7 +146,9 @@ class Worker:
     def __post_init__(self) -> None:
         self.space = SearchSpace.from_dict(self.spec.space)
         self.base = self.spec.base_config()
-        self.split: Split | None = load_split(self.study_dir.split) if self.study_dir.split.is_file() else None
+        # The study's split, with this machine's path to the data (study.json holds it).
+        self.split: Split | None = (load_split(self.study_dir.split, root=self.spec.data)
+                                    if self.study_dir.split.is_file() else None)
         self.id = {"host": _HOST, "pid": os.getpid(), "started": _process_start(os.getpid())}
 
 

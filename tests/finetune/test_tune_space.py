@@ -144,7 +144,7 @@ BAD = [
     ("lr = { low = 0.0, high = 0.1, log = true }", "lr", ["log range needs low > 0"]),
     ("dropout = { low = 0.0, high = 1.5 }", "dropout", ["outside [0.0, 1.0)"]),
     ("lr = { high = 0.1 }", "lr", ["needs low"]),
-    ("augment = [true, false]", "augment", ["unknown parameter 'augment'", "valid names"]),  # linear: no augmentation
+    ("augment = [true, false]", "augment", ["does not apply to this search", "valid names"]),  # linear: no augmenting
 ]
 
 
