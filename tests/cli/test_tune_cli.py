@@ -84,6 +84,17 @@ def test_a_bad_space_file_is_one_line_and_exit_1_before_any_trial(capsys, tmp_pa
     assert code == 1 and "unknown parameter 'momentun' (did you mean momentum?); valid names: " in err
 
 
+
+def test_without_optuna_the_command_says_how_to_install_it(capsys, monkeypatch, tmp_path, root):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed: find_spec gives None
+    code, out, err = zoo_cli(capsys, "tune", "softmax", "--data", "fashion-mnist", "--data-root", root, "--out",
+                             tmp_path / "s")
+    assert code == 1 and not out and err.count("\n") == 1
+    assert "needs optuna, an optional dependency: pip install 'zoo[tune]'" in err
+    assert not (tmp_path / "s").exists()
+
 def test_a_study_with_json_then_its_report(capsys, tmp_path, root):
     out = tmp_path / "study"
     code, stdout, err = zoo_cli(capsys, "tune", "mlp_sigmoid", "--data", "fashion-mnist", "--data-root", root,
