@@ -92,10 +92,6 @@ class FinetuneConfig:
             raise ConfigError(f"unfreeze_from={self.unfreeze_from!r} applies to strategy 'partial' only (got "
                               f"{self.strategy!r}); pass strategy='partial' or drop unfreeze_from.",
                               option="unfreeze_from")
-        if self.body_lr_scale is not None and (self.strategy == "linear" or not self.pretrained):
-            raise ConfigError(f"body_lr_scale applies when pretrained body layers train (strategy partial or full, "
-                              f"pretrained=True); got strategy={self.strategy!r}, pretrained={self.pretrained}. "
-                              "Drop body_lr_scale.", option="body_lr_scale")
         if not 0.0 < self.valid_pct < 1.0:
             raise ConfigError(f"valid_pct must be between 0 and 1 (exclusive), got {self.valid_pct}; 0.2 holds "
                               "out a fifth of each class.", option="valid_pct")
@@ -103,20 +99,12 @@ class FinetuneConfig:
             _choice("augment", self.augment, AUGMENTATIONS)
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
-        for name, low in (("epochs", 1), ("lr", 0.0), ("body_lr_scale", 0.0), ("input_size", 8), ("hidden", 1)):
+        for name, low in (("epochs", 1), ("lr", 0.0), ("input_size", 8), ("hidden", 1)):
             value = getattr(self, name)
-            strict = name in ("lr", "body_lr_scale")
-            if value is not None and (value <= low if strict else value < low):
-                raise ConfigError(f"{name} must be {'> 0' if strict else f'>= {low}'}, got {value}.",
+            if value is not None and (value <= low if name == "lr" else value < low):
+                raise ConfigError(f"{name} must be {'> 0' if name == 'lr' else f'>= {low}'}, got {value}.",
                                   option=name)
-        if self.arch_options is not None:
-            if not isinstance(self.arch_options, dict):
-                raise ConfigError(f"arch_options must be a dict of builder options, got "
-                                  f"{type(self.arch_options).__name__}.", option="arch_options")
-            if self.pretrained:
-                raise ConfigError("arch_options change the architecture, so they apply to training from random "
-                                  "weights (pretrained=False, zoo train); fine-tuning keeps the model's.",
-                                  option="arch_options")
+        _check_search_options(self)
         if not isinstance(self.train, TrainConfig):
             raise ConfigError(f"train must be a TrainConfig, got {type(self.train).__name__}; build one with "
                               "FinetuneConfig.from_options(...).", option="train")
@@ -223,6 +211,27 @@ class FinetuneConfig:
             values["classes"] = tuple(values["classes"])
         return cls(**values, train=train)
 
+
+
+def _check_search_options(config: FinetuneConfig) -> None:
+    """The options a hyper-parameter search varies beyond a plain run's: ``body_lr_scale`` (pretrained
+    body layers that train) and ``arch_options`` (from random weights only)."""
+    scale = config.body_lr_scale
+    if scale is not None and (config.strategy == "linear" or not config.pretrained):
+        raise ConfigError(f"body_lr_scale applies when pretrained body layers train (strategy partial or full, "
+                          f"pretrained=True); got strategy={config.strategy!r}, pretrained={config.pretrained}. "
+                          "Drop body_lr_scale.", option="body_lr_scale")
+    if scale is not None and scale <= 0:
+        raise ConfigError(f"body_lr_scale must be > 0, got {scale}.", option="body_lr_scale")
+    if config.arch_options is None:
+        return
+    if not isinstance(config.arch_options, dict):
+        raise ConfigError(f"arch_options must be a dict of builder options, got "
+                          f"{type(config.arch_options).__name__}.", option="arch_options")
+    if config.pretrained:
+        raise ConfigError("arch_options change the architecture, so they apply to training from random "
+                          "weights (pretrained=False, zoo train); fine-tuning keeps the model's.",
+                          option="arch_options")
 
 def _choice(option: str, value: Any, valid: tuple[str, ...]) -> None:
     if value not in valid:
