@@ -66,13 +66,29 @@ def make_storage(url: str) -> Any:
     """An RDB storage for a URL (``sqlite:///study.db``, ``postgresql://...``), else an optuna journal
     file at that path."""
     if "://" in url:
-        # SQLite: writers wait for each other up to a minute instead of failing at once.
-        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return _rdb_storage(url)
     from optuna.storages.journal import JournalFileBackend
 
     Path(url).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(Path(url).expanduser())))
+
+
+def _rdb_storage(url: str, attempts: int = 5) -> Any:
+    """``optuna.storages.RDBStorage`` for ``url``. Workers that start together on a new database race
+    to create its tables and version row, and the losers get an integrity or "already exists" error:
+    they try again, and then find the schema made."""
+    import random
+
+    from sqlalchemy.exc import DBAPIError
+
+    # SQLite: writers wait for each other up to a minute instead of failing at once.
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    for attempt in range(attempts - 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except DBAPIError:
+            time.sleep(0.2 + random.random() * (attempt + 1))  # apart, so the next try does not race again
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
 def _startup(spec: StudySpec) -> int:

@@ -228,6 +228,35 @@ def _journal(path: str):
     return optuna.storages.JournalStorage(JournalFileBackend(path))
 
 
+
+# Waits for GO, then opens the storage of sys.argv[1] as a worker does.
+OPEN_STORAGE = """
+import sys, time
+from pathlib import Path
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.001)
+from zoo.finetune.trials import make_storage
+make_storage(sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_workers_that_open_a_new_database_together_all_start(tmp_path):
+    """Three workers open one new SQLite storage at the same moment: they race to create its tables
+    and version row (bare optuna loses some of them to an IntegrityError), and every one starts."""
+    script, go = tmp_path / "open.py", tmp_path / "go"
+    script.write_text(OPEN_STORAGE)
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    procs = [subprocess.Popen([sys.executable, str(script), url, str(go)], stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    import time
+
+    time.sleep(3.0)  # let the interpreters start; then release them together
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert optuna.get_all_study_names(storage=optuna.storages.RDBStorage(url)) == []  # a valid, empty storage
+
 # Runs `zoo tune ...` and SIGKILLs itself in the middle of trial 2 (after its second epoch).
 KILLED = """
 import os, signal, sys
