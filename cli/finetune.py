@@ -36,6 +36,10 @@ MODEL_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
     ("hidden", ("--hidden",), dict(type=click.IntRange(1), default=256, help="MLP head width.")),
     ("dropout", ("--dropout",), dict(type=click.FloatRange(0, 1, max_open=True), default=0.0,
                                      help="Dropout before the head's last layer.")),
+    ("body_lr_scale", ("--body-lr-scale",), dict(type=click.FloatRange(0, min_open=True), metavar="FACTOR",
+                                                 help="partial/full: the body's learning rate relative to the "
+                                                      "head's (default: 0.1 for partial; 0.01 for full's "
+                                                      "earliest layers, growing towards the head).")),
     ("batch_size", ("--batch-size",), dict(type=click.IntRange(1), default=64)),
     ("valid_pct", ("--valid-pct",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
                                          help="Share of each class held out (when DATA_DIR has no val/).")),

@@ -38,6 +38,7 @@ COMMANDS = {
     "register": "zoo.cli.finetune:register_cmd",
     "runs": "zoo.cli.finetune:runs_cmd",
     "train": "zoo.cli.train:train_cmd",
+    "tune": "zoo.cli.tune:tune_cmd",
     "import-caffe": "zoo.cli.caffe:import_caffe_cmd",
     "export": "zoo.cli.export:export_cmd",
     "demo": "zoo.cli.demo:demo_cmd",

@@ -10,6 +10,7 @@ names resolve lazily::
     run = zoo.finetune.load_run("runs/photos"); run.predict(["cat.jpg"])
     zoo.finetune.lr_find("resnet18", "photos/").suggestion
     cfg = dataclasses.replace(zoo.finetune.FinetuneConfig(strategy="full"), lr=1e-3)
+    study = zoo.finetune.tune("resnet18", "photos/", sampler="tpe", trials=30)   # needs optuna (zoo[tune])
 
 May import ``zoo`` and ``zoo.registry``; never ``zoo.cli``.
 """
@@ -44,6 +45,11 @@ _LAZY = {
     "TrainResult": "zoo.finetune.loop:TrainResult",
     "train": "zoo.finetune.loop:train",
     "evaluate": "zoo.finetune.loop:evaluate",
+    "tune": "zoo.finetune.search:tune",
+    "report_study": "zoo.finetune.search:report_study",
+    "SearchConfig": "zoo.finetune.search:SearchConfig",
+    "Study": "zoo.finetune.study:Study",
+    "SearchSpace": "zoo.finetune.search_space:SearchSpace",
 }
 
 __all__ = sorted([*_LAZY, "fit", "lr_find"])

@@ -62,14 +62,22 @@ class FinetuneConfig:
     head: str = "linear"  # the new head: "linear", or "mlp" (Linear, ReLU, Dropout, Linear)
     hidden: int = 256  # the MLP head's hidden width
     dropout: float = 0.0  # dropout before the head's last Linear
+    body_lr_scale: float | None = None  # the body's LR relative to the head's: partial, its unfrozen layers (None:
+    #   0.1); full, its earliest group, the later ones growing geometrically to the head's (None: 0.01)
+    arch_options: dict[str, Any] | None = None  # from scratch: options of the architecture's builder over its
+    #   entry's, e.g. {"hidden": [256, 256], "dropout": 0.3} for mlp_relu (zoo.archs.build names the valid ones)
     # -- the data
     valid_pct: float = 0.2  # share of each class held out for validation when the folder has no val/
+    hold_out: bool = False  # built-in data sets: hold valid_pct of each training class out for validation (the
+    #   test split is then never used while training; `zoo tune` searches this way)
     augment: bool | str = True  # True: the run's default (fine-tuning: random resized crops and flips; from
     #   scratch: the recipe's); False: none; or a named kind for in-memory data (datasets.AUGMENTATIONS)
     cache_features: bool = True  # linear: train the head on the body's features, computed once and cached
     classes: tuple[int, ...] | None = None  # built-in data sets: keep these class indices (relabelled 0..k-1)
     input_size: int | None = None  # from scratch on a folder: the square input side (None: from the images)
     grey: bool | None = None  # from scratch on a folder: one channel or three (None: from the images)
+    # -- the record
+    plots: bool = True  # draw curves.png and confusion.png at the end (a search draws them for its best trial only)
     # -- the schedule (None: chosen by the run, see above)
     epochs: int | None = None  # passes over the training data
     lr: float | None = None  # peak learning rate of the head (earlier layers get fractions of it)
@@ -96,6 +104,7 @@ class FinetuneConfig:
             if value is not None and (value <= low if name == "lr" else value < low):
                 raise ConfigError(f"{name} must be {'> 0' if name == 'lr' else f'>= {low}'}, got {value}.",
                                   option=name)
+        _check_search_options(self)
         if not isinstance(self.train, TrainConfig):
             raise ConfigError(f"train must be a TrainConfig, got {type(self.train).__name__}; build one with "
                               "FinetuneConfig.from_options(...).", option="train")
@@ -176,6 +185,7 @@ class FinetuneConfig:
         """Plain JSON-ready data; ``from_dict`` reads it back to an equal config."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "train"}
         out["classes"] = list(self.classes) if self.classes is not None else None
+        out["arch_options"] = dict(self.arch_options) if self.arch_options is not None else None
         out["train"] = {k: v for k, v in self.train.to_dict().items() if k not in SCHEDULE_FIELDS}
         return out
 
@@ -201,6 +211,27 @@ class FinetuneConfig:
             values["classes"] = tuple(values["classes"])
         return cls(**values, train=train)
 
+
+
+def _check_search_options(config: FinetuneConfig) -> None:
+    """The options a hyper-parameter search varies beyond a plain run's: ``body_lr_scale`` (pretrained
+    body layers that train) and ``arch_options`` (from random weights only)."""
+    scale = config.body_lr_scale
+    if scale is not None and (config.strategy == "linear" or not config.pretrained):
+        raise ConfigError(f"body_lr_scale applies when pretrained body layers train (strategy partial or full, "
+                          f"pretrained=True); got strategy={config.strategy!r}, pretrained={config.pretrained}. "
+                          "Drop body_lr_scale.", option="body_lr_scale")
+    if scale is not None and scale <= 0:
+        raise ConfigError(f"body_lr_scale must be > 0, got {scale}.", option="body_lr_scale")
+    if config.arch_options is None:
+        return
+    if not isinstance(config.arch_options, dict):
+        raise ConfigError(f"arch_options must be a dict of builder options, got "
+                          f"{type(config.arch_options).__name__}.", option="arch_options")
+    if config.pretrained:
+        raise ConfigError("arch_options change the architecture, so they apply to training from random "
+                          "weights (pretrained=False, zoo train); fine-tuning keeps the model's.",
+                          option="arch_options")
 
 def _choice(option: str, value: Any, valid: tuple[str, ...]) -> None:
     if value not in valid:

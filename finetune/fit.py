@@ -83,7 +83,7 @@ def setup(model: str | Path | ZooModel, split: Split, config: FinetuneConfig, *,
     net = _resolve_model(model, pretrained=config.pretrained)
     plan = prepare(net, config.strategy, num_classes=split.num_classes, cut=config.cut,
                    unfreeze_from=config.unfreeze_from, head=config.head, hidden=config.hidden,
-                   dropout=config.dropout, discriminative=config.pretrained)
+                   dropout=config.dropout, discriminative=config.pretrained, body_lr_scale=config.body_lr_scale)
     if config.strategy == "linear" and config.cache_features:
         loop, key = config.train, model_key(net)
         feats: dict[str, Any] = {}
@@ -105,7 +105,7 @@ def setup(model: str | Path | ZooModel, split: Split, config: FinetuneConfig, *,
 def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConfig | None = None, *,
         out: str | Path | None = None, resume: bool = False, progress: bool | None = None,
         command: str | None = None, callbacks: dict[str, list[Callable]] | None = None,
-        on_setup: Callable[[Setup], None] | None = None, **options: Any) -> Run:
+        on_setup: Callable[[Setup], None] | None = None, split: Split | None = None, **options: Any) -> Run:
     """Fine-tune ``model`` on the images in ``data_dir`` and return the run.
 
     Args:
@@ -120,6 +120,8 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
         command: the command line to record (the CLI passes its own).
         callbacks: passed to the loop (events ``on_step_end``, ``on_epoch_end``, ``on_checkpoint``).
         on_setup: called with the ``Setup`` before training (tests and tools use it to look inside).
+        split: this split of ``data_dir`` instead of scanning it (a study scans once and runs every
+            trial on the same split; without a ``test`` part, no test figure is computed).
         **options: ``FinetuneConfig`` fields, or the loop's (``batch_size``, ``seed``, ``device``...),
             applied over ``config``: ``fit(m, d, strategy="full", lr=1e-3)``. With ``resume`` they
             change the stored config (``epochs=`` to extend a run, ``device=`` to move it).
@@ -143,10 +145,12 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
     """
     data_dir = Path(data_dir).expanduser()
     bars = progress_bar_enabled() if progress is None else progress
+    if resume and split is not None:
+        raise ConfigError("resume continues on the run's stored split; drop split=.", option="split")
     if resume:
         run_dir, config, record, split, model = _resume(model, out, config, options, command)
     else:
-        run_dir, config, split, command = _start(model, data_dir, config, options, out, command)
+        run_dir, config, split, command = _start(model, data_dir, config, options, out, command, split)
         record = None
     s = setup(model, split, config, progress=bars)
     if on_setup is not None:
@@ -168,14 +172,15 @@ def default_out(data_dir: str | Path) -> Path:
 
 
 def _start(model: Any, data_dir: Path, config: FinetuneConfig | None, options: dict[str, Any],
-           out: str | Path | None, command: str | None) -> tuple[RunDir, FinetuneConfig, Split, str]:
+           out: str | Path | None, command: str | None,
+           split: Split | None = None) -> tuple[RunDir, FinetuneConfig, Split, str]:
     """A new run: the config (schedule chosen per strategy), a free folder, the split, the command."""
     given = (config or FinetuneConfig()).with_options(**options)
     run_dir = RunDir(out if out is not None else default_out(data_dir))
     if run_dir.holds_run():
         raise RunError(f"{run_dir.path} already holds a run. Continue it with --resume (resume=True), or pass "
                        "another --out to start a new one.")
-    split = scan(data_dir, valid_pct=given.valid_pct, seed=given.seed)
+    split = split if split is not None else scan(data_dir, valid_pct=given.valid_pct, seed=given.seed)
     return run_dir, given.with_defaults(), split, command or _python_command(model, data_dir, given)
 
 

@@ -149,7 +149,8 @@ def finish_run(run_dir: RunDir, model: ZooModel, *, record: dict[str, Any], resu
                reports: dict[str, dict[str, Any]], weights_epoch: int | None, split: Split | None,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the finished run: the model (with the weights of ``weights_epoch``), ``metrics.json``, the
-    plots and the card; drop the best-weights file. Returns the summary written to ``metrics.json``."""
+    plots (unless the config's ``plots`` is off) and the card; drop the best-weights file. Returns the
+    summary written to ``metrics.json``."""
     from .card import write_card
     from .plots import write_plots
 
@@ -164,7 +165,8 @@ def finish_run(run_dir: RunDir, model: ZooModel, *, record: dict[str, Any], resu
                        extra={"run": {"kind": record["kind"], "data": record["data"].get("name"),
                                       "strategy": record["config"]["strategy"]}})
     run_dir.write_summary(json.loads(json.dumps(summary)))  # plain JSON types only
-    write_plots(run_dir, history, summary)
+    if record["config"].get("plots", True):
+        write_plots(run_dir, history, summary)
     write_card(run_dir, record, summary, split)
     run_dir.drop_best()
     return summary

@@ -95,8 +95,10 @@ def scratch_config(arch: str, **options: Any) -> FinetuneConfig:
 
 
 def build_scratch_model(arch: str, *, in_chans: int, num_classes: int, image_size: int,
-                        preprocessing: Preprocessing, labels: list[str] | None = None, name: str = ""):
-    """A randomly initialised ``ZooModel`` of ``arch`` for inputs of ``in_chans`` x ``image_size``.
+                        preprocessing: Preprocessing, labels: list[str] | None = None, name: str = "",
+                        options: dict[str, Any] | None = None):
+    """A randomly initialised ``ZooModel`` of ``arch`` for inputs of ``in_chans`` x ``image_size``,
+    built with the entry's builder options and ``options`` over them (``FinetuneConfig.arch_options``).
 
     Flat networks get ``image_size``; GoogLeNet and ResNets get the small-input stem for inputs up to
     64 px (larger inputs get the ImageNet stem). The model carries a build spec so
@@ -106,6 +108,7 @@ def build_scratch_model(arch: str, *, in_chans: int, num_classes: int, image_siz
     from zoo.model import BuildSpec, ZooModel, split_classifier
 
     builder, kwargs, base, _ = _architecture(arch)
+    kwargs.update(options or {})
     if builder in FLAT_BUILDERS:
         kwargs["image_size"] = image_size
     if builder in SMALL_STEM_BUILDERS:
@@ -157,14 +160,37 @@ def _builtin(data: str, config: FinetuneConfig, augment: str, root: Any) -> _Dat
         raise ConfigError(f"{data} brings its own input size and colour; input_size and grey apply to image "
                           "folders.", option="input_size" if config.input_size is not None else "grey")
     train_ds = load_dataset(data, "train", classes=config.classes, augment=augment, root=root, seed=config.seed)
+    identity = {"kind": "dataset", "name": data.lower(), "classes": list(train_ds.classes),
+                "class_indices": list(config.classes) if config.classes else None}
+    if config.hold_out:  # validation from the training split; the test split is not even loaded
+        val_ds, train_part = _hold_out(train_ds, config.valid_pct, config.seed)
+        identity.update(sizes={"train": len(train_part), "val": len(val_ds)},
+                        held_out={"valid_pct": config.valid_pct, "seed": config.seed},
+                        sha256={"train": tensor_digest(train_ds.images, train_ds.labels),
+                                "val": tensor_digest(val_ds.images, val_ds.labels)})
+        return _Data(train_part, val_ds, None, identity)
     stats = (train_ds.mean.flatten().tolist(), train_ds.std.flatten().tolist())
     test_ds = load_dataset(data, "test", classes=config.classes, root=root, stats=stats)
-    identity = {"kind": "dataset", "name": data.lower(), "classes": list(train_ds.classes),
-                "class_indices": list(config.classes) if config.classes else None,
-                "sizes": {"train": len(train_ds), "test": len(test_ds)},
-                "sha256": {part: tensor_digest(ds.images, ds.labels) for part, ds in (("train", train_ds),
-                                                                                    ("test", test_ds))}}
+    identity.update(sizes={"train": len(train_ds), "test": len(test_ds)},
+                    sha256={part: tensor_digest(ds.images, ds.labels) for part, ds in (("train", train_ds),
+                                                                                     ("test", test_ds))})
     return _Data(train_ds, None, test_ds, identity)
+
+
+def _hold_out(data: TensorImageDataset, valid_pct: float, seed: int) -> tuple[TensorImageDataset, ...]:
+    """(validation, training) parts of ``data``: ``valid_pct`` of each class (at least one image), drawn by
+    ``seed``; the validation part is not augmented."""
+    generator = torch.Generator().manual_seed(seed)
+    val = []
+    for label in torch.unique(data.labels).tolist():
+        members = torch.nonzero(data.labels == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        val.append(members[:max(1, round(valid_pct * len(members)))])
+    held = torch.zeros(len(data.labels), dtype=torch.bool)
+    held[torch.cat(val)] = True
+    stats = {"mean": data.mean.flatten().tolist(), "std": data.std.flatten().tolist(), "name": data.name}
+    return (TensorImageDataset(data.images[held], data.labels[held], data.classes, **stats),
+            TensorImageDataset(data.images[~held], data.labels[~held], data.classes, augment=data.augment, **stats))
 
 
 def _folder(split: Split, config: FinetuneConfig, augment: str) -> tuple[_Data, FinetuneConfig]:
@@ -205,7 +231,8 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
                   out: str | Path | None = None, resume: bool = False, progress: bool | None = None,
                   command: str | None = None, data_root: str | Path | None = None,
                   callbacks: dict[str, list[Callable]] | None = None,
-                  on_start: Callable[[dict[str, Any]], None] | None = None, **options: Any) -> Run:
+                  on_start: Callable[[dict[str, Any]], None] | None = None, split: Split | None = None,
+                  **options: Any) -> Run:
     """Train a reference architecture from random weights and leave a run folder like ``fit``'s.
 
     Args:
@@ -223,6 +250,8 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
         data_root: where the built-in data sets live.
         callbacks: passed to the loop, e.g. a time budget that raises ``StopTraining``.
         on_start: called with the run's record (data identity, chosen input) before training.
+        split: a folder: this split of it (``zoo.finetune.data.Split``) instead of scanning it (a study
+            scans once and runs every trial on the same split).
         **options: fields of ``FinetuneConfig`` or of the loop, over ``config`` (with ``resume``: over
             the stored config, e.g. ``epochs=`` to extend the run).
 
@@ -241,14 +270,15 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
     builder, _, _, entry = _architecture(arch)  # an unknown arch fails here, before any data is read
     recipe = recipe_for(builder)
     run_dir, config, record = _open(arch, data, config, options, out=out, resume=resume)
-    loaded, config = _load(data, config, recipe.augment, data_root, run_dir if resume else None)
+    loaded, config = _load(data, config, recipe.augment, data_root, run_dir if resume else None, split)
     if record is not None and record["data"].get("sha256") != loaded.identity["sha256"]:
         raise DataError(f"cannot resume {run_dir.path}: the data changed since the run started (its digest differs "
                         f"from {run_dir.config.name}); restore the data or start a new run.")
     torch.manual_seed(config.seed)  # the weights are part of the run: seed them too
     c, h, _ = loaded.train.input_size
     model = build_scratch_model(arch, in_chans=c, num_classes=len(loaded.train.classes), image_size=h,
-                                preprocessing=_preprocessing(loaded.train), labels=list(loaded.train.classes))
+                                preprocessing=_preprocessing(loaded.train), labels=list(loaded.train.classes),
+                                options=config.arch_options)
     if config.train.flops_per_sample is None and torch.cuda.is_available() and config.train.device != "cpu":
         config = config.with_options(flops_per_sample=train_flops_per_sample(model, loaded.train.input_size))
     if record is None:
@@ -305,15 +335,22 @@ def _open(arch: str, data: str | Path, config: FinetuneConfig | None, options: d
 
 
 def _load(data: str | Path, config: FinetuneConfig, recipe_augment: str, root: Any,
-          resumed: RunDir | None) -> tuple[_Data, FinetuneConfig]:
+          resumed: RunDir | None, given: Split | None = None) -> tuple[_Data, FinetuneConfig]:
     augment = _augment(config, recipe_augment)
     if str(data).lower() in BUILTIN:
+        if given is not None:
+            raise ConfigError(f"split= applies to a folder; {data} has its own parts (hold_out=True holds "
+                              "validation out of its training part).", option="split")
         return _builtin(str(data), config, augment, root), config
     folder = Path(data).expanduser()
     if not folder.is_dir():
         raise DataError(f"--data {str(data)!r} is neither a built-in data set ({', '.join(BUILTIN)}) nor a folder")
-    split = resumed.read_split(verify=True) if resumed is not None else scan(folder, valid_pct=config.valid_pct,
-                                                                            seed=config.seed)
+    if resumed is not None and given is not None:
+        raise ConfigError("resume continues on the run's stored split; drop split=.", option="split")
+    if resumed is not None:
+        split = resumed.read_split(verify=True)
+    else:
+        split = given if given is not None else scan(folder, valid_pct=config.valid_pct, seed=config.seed)
     return _folder(split, config, augment)
 
 

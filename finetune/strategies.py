@@ -21,6 +21,7 @@ never ``zoo.cli``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +152,7 @@ def _eval_modules(modules: list[tuple[str, nn.Module]], frozen_positions: set[in
 
 def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut: str | None = None,
             unfreeze_from: str | None = None, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
-            groups: int = FULL_GROUPS, discriminative: bool = True) -> Plan:
+            groups: int = FULL_GROUPS, discriminative: bool = True, body_lr_scale: float | None = None) -> Plan:
     """Make ``model`` ready to fine-tune (in place): cut, new head, freeze, parameter groups.
 
     Args:
@@ -166,6 +167,9 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
         groups: ``full``: number of learning-rate groups including the head.
         discriminative: ``full``/``partial``: smaller learning rates for body layers. Turn it off for a
             network trained from random weights, where there are no pretrained features to protect.
+        body_lr_scale: with ``discriminative``, the body's learning rate relative to the head's:
+            ``partial``, its unfrozen layers' (default ``PARTIAL_LR_SCALE``); ``full``, the earliest
+            group's, the later groups' growing geometrically towards the head's (default 0.01).
 
     Returns:
         The plan: pass ``plan.param_groups`` to ``zoo.finetune.loop.train``.
@@ -215,10 +219,12 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
         frozen_positions = set(range(start))
         unfrozen = [(name, p) for name, position, p in items if position >= start]
         if unfrozen:
-            record("body", unfrozen, PARTIAL_LR_SCALE if discriminative else 1.0)
+            scale = (PARTIAL_LR_SCALE if body_lr_scale is None else body_lr_scale) if discriminative else 1.0
+            record("body", unfrozen, scale)
     else:  # full
         body_groups = layer_groups(model, max(1, groups - 1) if discriminative else 1)
-        scales = torch.logspace(-2, 0, steps=len(body_groups) + 1).tolist()[:-1] if discriminative else [1.0]
+        low = math.log10(body_lr_scale) if body_lr_scale is not None else -2.0
+        scales = torch.logspace(low, 0, steps=len(body_groups) + 1).tolist()[:-1] if discriminative else [1.0]
         for i, (members, scale) in enumerate(zip(body_groups, scales, strict=True)):
             record(f"body.{i}", members, round(scale, 6))
     record("head", [(f"head.{n}" if n else "head", p) for n, p in model.head.named_parameters()], 1.0)

@@ -101,8 +101,10 @@ def _softmax(in_chans: int, num_classes: int, image_size: int = 28) -> nn.Module
     return SoftmaxRegression(in_chans, num_classes, image_size=image_size)
 
 
-def _mlp_sigmoid(in_chans: int, num_classes: int, image_size: int = 28, hidden: int = 625) -> nn.Module:
-    return MLP(in_chans, num_classes, image_size=image_size, hidden=(hidden,), act="sigmoid")
+def _mlp_sigmoid(in_chans: int, num_classes: int, image_size: int = 28,
+                 hidden: int | list[int] | tuple[int, ...] = 625) -> nn.Module:
+    widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)  # one width, or one per hidden layer
+    return MLP(in_chans, num_classes, image_size=image_size, hidden=widths, act="sigmoid")
 
 
 def _mlp_relu(in_chans: int, num_classes: int, image_size: int = 28, hidden: list[int] | tuple[int, ...] = (625, 625),

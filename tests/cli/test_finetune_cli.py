@@ -120,8 +120,9 @@ def test_cli_options_are_the_config_fields_with_the_config_defaults():
         if "default" in settings and settings["default"] is not None:
             assert settings["default"] == default, f"{flags[0]}: CLI default {settings['default']!r} != {default!r}"
     finetune_fields = {name for name, _, _ in MODEL_OPTIONS + SCHEDULE_OPTIONS}
-    # Fields `zoo finetune` leaves out on purpose: they apply to in-memory data sets (`zoo train`).
-    assert own - finetune_fields == {"classes", "input_size", "grey"}
+    # Fields `zoo finetune` leaves out on purpose: they apply to in-memory data sets or to training from
+    # random weights (`zoo train`), or a search sets them for its trials (plots: `zoo tune`).
+    assert own - finetune_fields == {"classes", "input_size", "grey", "arch_options", "hold_out", "plots"}
     choices = {name: settings["type"].choices for name, _, settings in MODEL_OPTIONS if name in ("strategy", "head")}
     assert tuple(choices["strategy"]) == STRATEGIES and tuple(choices["head"]) == HEADS
 

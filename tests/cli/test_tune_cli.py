@@ -1,0 +1,164 @@
+"""``zoo tune``: usage errors (exit 2), a bad space file (one line, exit 1, before any trial), a study
+end to end with --json and --report, fine-tuning a pretrained model on a folder whose test/ part the
+search never uses (evaluated once afterwards with zoo evaluate), and --jobs running trials in worker
+processes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoo.cli.main import main
+from zoo.errors import DataError
+from zoo.finetune import datasets
+
+pytest.importorskip("optuna", reason="zoo tune needs optuna (pip install zoo[tune])")
+
+DEMO = Path(__file__).resolve().parents[2] / "zoo" / "assets" / "demo" / "fashion5"
+
+
+def zoo_cli(capsys, *args) -> tuple[int, str, str]:
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as err:
+        code = err.code if isinstance(err.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """The first 1,200 training and 200 test images of the real Fashion-MNIST, as IDX files."""
+    try:
+        source = datasets.find_fashion_mnist()
+    except DataError:
+        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
+    root = tmp_path_factory.mktemp("fmnist_cli")
+    (root / "fashion-mnist").mkdir()
+    for split, n in (("train", 1200), ("t10k", 200)):
+        for stem in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+            array = datasets.read_idx(source / f"{split}-{stem}.gz")[:n]
+            header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+            with gzip.open(root / "fashion-mnist" / f"{split}-{stem}.gz", "wb") as fh:
+                fh.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return root
+
+
+@pytest.mark.parametrize("args, says", [
+    ([], "give MODEL DATA"),
+    (["softmax"], "no data: `zoo tune softmax DATA` to fine-tune"),
+    (["softmax", "photos", "--data", "fashion-mnist"], "give DATA or --data, not both"),
+    (["softmax", "--data", "fashion-mnist", "--report", "x"], "--report STUDY runs no trial"),
+    (["softmax", "--data", "fashion-mnist", "--sampler", "bayes"], "'bayes' is not one of"),
+])
+def test_usage_errors_exit_2(capsys, args, says):
+    code, out, err = zoo_cli(capsys, "tune", *args)
+    assert code == 2 and says in err and not out
+
+
+def test_a_bad_space_file_is_one_line_and_exit_1_before_any_trial(capsys, tmp_path, root):
+    space = tmp_path / "space.toml"
+    space.write_text("lr = { low = 0.1, high = 0.001, log = true }\n")
+    code, out, err = zoo_cli(capsys, "tune", "softmax", "--data", "fashion-mnist", "--data-root", root, "--space",
+                             space, "--out", tmp_path / "s")
+    assert code == 1 and not out and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith(f"Error: space file {space}: parameter 'lr': empty range")
+    assert not (tmp_path / "s").exists()
+    (tmp_path / "space.json").write_text('{"momentun": [0.9]}')
+    code, out, err = zoo_cli(capsys, "tune", "softmax", "--data", "fashion-mnist", "--data-root", root, "--space",
+                             tmp_path / "space.json", "--out", tmp_path / "s")
+    assert code == 1 and "unknown parameter 'momentun' (did you mean momentum?); valid names: " in err
+
+
+
+def test_without_optuna_the_command_says_how_to_install_it(capsys, monkeypatch, tmp_path, root):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed: find_spec gives None
+    code, out, err = zoo_cli(capsys, "tune", "softmax", "--data", "fashion-mnist", "--data-root", root, "--out",
+                             tmp_path / "s")
+    assert code == 1 and not out and err.count("\n") == 1
+    assert "needs optuna, an optional dependency: pip install 'zoo[tune]'" in err
+    assert not (tmp_path / "s").exists()
+
+def test_a_study_with_json_then_its_report(capsys, tmp_path, root):
+    out = tmp_path / "study"
+    code, stdout, err = zoo_cli(capsys, "tune", "mlp_sigmoid", "--data", "fashion-mnist", "--data-root", root,
+                                "--out", out, "--sampler", "random", "--trials", "3", "--epochs", "2", "--seed", "2",
+                                "--json")
+    assert code == 0, err
+    result = json.loads(stdout)  # one object, nothing else on stdout
+    assert result["trials"]["complete"] == 3 and result["metric"] == "val_acc" and result["sampler"] == "random"
+    assert set(result["best"]["params"]) >= {"arch.width", "arch.depth", "lr"}  # the ladder MLP's width and depth
+    assert result["best_run"] == str(out / result["best"]["run"]) and Path(result["best_run"]).is_dir()
+    assert {Path(p).name for p in result["plots"]} >= {"history.png", "slice.png"}
+    record = json.loads((out / "best" / "config.json").read_text())
+    hidden = record["config"]["arch_options"]["hidden"]
+    assert hidden == [result["best"]["params"]["arch.width"]] * result["best"]["params"]["arch.depth"]
+    assert record["command"].startswith("zoo.finetune.train_scratch('mlp_sigmoid', 'fashion-mnist', FinetuneConfig(")
+    study = json.loads((out / "study.json").read_text())
+    assert study["command"].startswith("zoo tune mlp_sigmoid --data fashion-mnist")
+
+    code, stdout, err = zoo_cli(capsys, "tune", "--report", out)
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0].split()[:3] == ["trial", "state", "val_acc"] and "arch.width" in lines[0]
+    assert [line.split()[1] for line in lines[1:4]] == ["complete"] * 3
+    assert f"best: trial {result['best']['trial']}, val_acc {result['best']['value']:.4f}" in stdout
+    code, stdout, _ = zoo_cli(capsys, "tune", "--report", out, "--json")
+    assert code == 0 and len(json.loads(stdout)["trials"]) == 3
+    code, _, err = zoo_cli(capsys, "tune", "--report", tmp_path)
+    assert code == 1 and "is not a study folder" in err
+
+
+def test_fine_tuning_search_never_uses_the_test_part(capsys, tmp_path):
+    data = tmp_path / "fashion5"
+    shutil.copytree(DEMO, data)
+    out = tmp_path / "study"
+    code, stdout, err = zoo_cli(capsys, "tune", "lenet.fmnist5", data, "--out", out, "--trials", "3", "--seed", "1")
+    assert code == 0, err
+    assert err.count("trial ") >= 3  # a line per trial
+    split = json.loads((out / "split.json").read_text())
+    assert set(split["parts"]) == {"train", "val"}  # test/ is not in the split the trials get
+    for trial in out.glob("trials/*"):
+        assert "test" not in json.loads((trial / "metrics.json").read_text())
+    best = json.loads((out / "best.json").read_text())
+    assert set(best["params"]) == {"lr", "weight_decay", "epochs"}  # the linear strategy's built-in space
+    features = json.loads((out / "best" / "metrics.json").read_text())["features"]
+    assert features["train"]["hit"]  # the features were computed once, before the trials
+    code, stdout, err = zoo_cli(capsys, "evaluate", out / "best", data / "test", "--json")  # the test, once
+    assert code == 0 and json.loads(stdout)["n"] == sum(1 for _ in (data / "test").rglob("*.png"))
+
+
+@pytest.mark.slow
+def test_jobs_run_trials_in_worker_processes(capsys, tmp_path, root):
+    out = tmp_path / "study"
+    code, stdout, err = zoo_cli(capsys, "tune", "softmax", "--data", "fashion-mnist", "--data-root", root, "--out", out,
+                                "--sampler", "tpe", "--trials", "4", "--epochs", "2", "--jobs", "2", "--no-plots",
+                                "--quiet")
+    assert code == 0, err
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="study",
+                              storage=optuna.storages.JournalStorage(JournalFileBackend(str(out / "journal.log"))))
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    pids = {t.user_attrs["worker"]["pid"] for t in trials}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4  # workers do not propose the same point
+    assert stdout.startswith(f"study {out}: 4 trials (4 complete)") and not err  # --quiet: the summary only
