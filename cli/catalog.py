@@ -13,7 +13,7 @@ import click
 from zoo.registry import Entry, catalog, env
 from zoo.registry.catalog import SOURCES, list_external, list_models
 from zoo.registry.errors import RegistryError
-from zoo.registry.schema import entry_to_dict
+from zoo.registry.serialiser import entry_to_dict
 
 __all__ = ["list_cmd", "info_cmd", "card_cmd"]
 
