@@ -6,21 +6,27 @@ Only ``zoo list --source torchvision|timm|all`` imports those libraries, to list
 from __future__ import annotations
 
 import json
-from importlib import resources
+import os
+from pathlib import Path
 
 import click
 
-from zoo.registry import Entry, catalog, env
+from zoo.registry import Entry, card_text, catalog, env
 from zoo.registry.catalog import SOURCES, list_external, list_models
-from zoo.registry.errors import RegistryError
 from zoo.registry.serialiser import entry_to_dict
 
 __all__ = ["list_cmd", "info_cmd", "card_cmd"]
 
 
-def _top1(entry: Entry) -> str:
+def _top1(entry: Entry) -> float | None:
+    """The reported top-1 accuracy in percent, or None when the entry reports none."""
     metric = entry.metric("top1") or entry.metric("acc@1") or entry.metric("accuracy")
-    return f"{metric.value:.1f}" if metric else "-"
+    return metric.value if metric else None
+
+
+def _shown_top1(entry: Entry) -> str:
+    value = _top1(entry)
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _params(entry: Entry) -> str:
@@ -29,10 +35,10 @@ def _params(entry: Entry) -> str:
     return f"{entry.params / 1e6:.1f}M" if entry.params >= 1e5 else f"{entry.params / 1e3:.1f}K"
 
 
-def _cached(entry: Entry) -> bool:
+def _cached(entry: Entry, files_root: Path | None = None) -> bool:
     """True when every file of the entry is in the cache (a path check: `zoo cache verify` hashes)."""
-    root = env.zoo_home() / "files" / entry.name
-    return bool(entry.files) and all((root / f.filename).is_file() for f in entry.files)
+    folder = os.path.join(files_root or env.zoo_home() / "files", entry.name)
+    return bool(entry.files) and all(os.path.isfile(os.path.join(folder, f.filename)) for f in entry.files)
 
 
 @click.command("list")
@@ -43,6 +49,9 @@ def _cached(entry: Entry) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one entry per line.")
 def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
     """List models, optionally matching PATTERN (fnmatch; a bare word matches anywhere in the name).
+
+    With --json, one object per line; numbers are numbers, or null when the entry reports none
+    (top1 is the reported top-1 accuracy in percent, params the parameter count).
 
     \b
     Examples:
@@ -56,10 +65,11 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
     if externals:  # drop library names a curated entry already has, by name or alias
         curated = {name for e in catalog() for name in (e.name, *e.aliases)}
         externals = [x for x in externals if x.name not in curated]
+    files_root = env.zoo_home() / "files"
     if as_json:
         for e in entries:
             click.echo(json.dumps({"name": e.name, "source": e.source, "license": e.license, "top1": _top1(e),
-                                   "params": e.params, "default": e.default, "cached": _cached(e),
+                                   "params": e.params, "default": e.default, "cached": _cached(e, files_root),
                                    "curated": True}))
         for x in externals:
             click.echo(json.dumps({"name": x.name, "source": x.source, "curated": False}))
@@ -73,8 +83,8 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
         click.echo(f"{'NAME':<{width}}  {'SOURCE':<11}  {'TOP-1':>5}  {'PARAMS':>7}  {'LICENSE':<18}  CACHED")
         for e in entries:
             mark = "*" if e.default else " "
-            click.echo(f"{e.name:<{width}}{mark} {e.source:<11}  {_top1(e):>5}  {_params(e):>7}  "
-                       f"{e.license:<18}  {'yes' if _cached(e) else ''}")
+            click.echo(f"{e.name:<{width}}{mark} {e.source:<11}  {_shown_top1(e):>5}  {_params(e):>7}  "
+                       f"{e.license:<18}  {'yes' if _cached(e, files_root) else ''}")
         click.echo(f"\n{len(entries)} curated entries (* = the default tag of its arch).")
     if externals:
         click.echo(f"\n{len(externals)} more names in the full {source} catalogue(s) (not curated):")
@@ -116,7 +126,8 @@ def info_cmd(name: str, as_json: bool) -> None:
            f"centre crop {p.crop[0]}x{p.crop[1]}",
            f"  normalise    : {p.channel_order}, x{p.scale:g}, mean {list(p.mean)}"
            + (f" (mean file: {p.mean_file})" if p.mean_file else "") + f", std {list(p.std)}",
-           f"  head         : {h.num_classes} classes"
+           (f"  head         : {h.num_classes} classes" if h.num_classes else
+            "  head         : none (a feature backbone: no classifier)")
            + (f", labels {h.labels if isinstance(h.labels, str) else 'inline'}" if h.labels else "")
            + (f", classifier {h.classifier}" if h.classifier else ""),
            ]
@@ -151,13 +162,5 @@ def card_cmd(name: str) -> None:
     Example:
       zoo card bvlc_googlenet | less
     """
-    entry = catalog().get(name)
-    if not entry.card:
-        raise RegistryError(f"entry {entry.name!r} has no model card; `zoo info {entry.name}` shows what the "
-                            "registry knows.", entry=entry.name, field="card")
-    try:
-        text = (resources.files("zoo.model_cards") / entry.card).read_text("utf-8")
-    except FileNotFoundError as err:
-        raise RegistryError(f"its card {entry.card!r} is missing from model_cards/; reinstall the package",
-                            entry=entry.name, field="card") from err
+    text = card_text(catalog().get(name))  # confined to the package, or to a user entry's own folder
     click.echo(text, nl=not text.endswith("\n"))
