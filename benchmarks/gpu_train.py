@@ -26,7 +26,9 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -154,17 +156,19 @@ def part_fmnist(args, device: torch.device) -> dict:
     overrides = {"log_every": 10**9}
     if args.smoke:
         overrides["batch_size"] = 64
-    result = train_scratch("resnet18", "fashion-mnist", out=args.out, epochs=epochs, seed=0, device=str(device),
-                           compile=args.compile, augment=args.augment, progress=False, overrides=overrides,
-                           batch_size=args.batch_size, flops_per_sample=flops,
-                           callbacks={"on_epoch_end": [budget]}, data_root=args.data_root)
-    acc = result.test["accuracy"]
+    given = {k: v for k, v in (("augment", args.augment), ("batch_size", args.batch_size)) if v is not None}
+    out = args.out or str(Path(tempfile.mkdtemp(prefix="gpu_train-")) / "run")
+    run = train_scratch("resnet18", "fashion-mnist", out=out, epochs=epochs,
+                        seed=0, device=str(device), compile=args.compile, progress=False, flops_per_sample=flops,
+                        callbacks={"on_epoch_end": [budget]}, data_root=args.data_root, **overrides, **given)
+    history, summary, config = run.history, run.summary, run.config.loop_config()
+    acc = summary["test"]["accuracy"]
     out = {"part": "fmnist", "arch": "resnet18", "test_accuracy": round(100 * acc, 2), "target": 95.0,
-           "met": acc >= 0.95 and not state["stopped"], "epochs_run": len(result.history),
-           "epochs_planned": epochs, "train_seconds": round(result.seconds, 1),
+           "met": acc >= 0.95 and not state["stopped"], "epochs_run": len(history),
+           "epochs_planned": epochs, "train_seconds": round(summary["train_seconds"], 1),
            "wall_seconds": round(time.perf_counter() - start, 1), "stopped_by_budget": state["stopped"],
-           "mean_images_per_s": round(sum(h["images_per_s"] for h in result.history) / len(result.history)),
-           "config": {k: v for k, v in result.config.to_dict().items() if k in (
+           "mean_images_per_s": round(sum(h["images_per_s"] for h in history) / len(history)),
+           "config": {k: v for k, v in config.to_dict().items() if k in (
                "optimizer", "lr", "batch_size", "weight_decay", "schedule", "label_smoothing", "amp",
                "channels_last", "compile")}, "augment": args.augment or "recipe (crop_flip_erase)"}
     print("[fmnist] " + json.dumps(out), flush=True)

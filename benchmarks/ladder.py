@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -52,17 +54,19 @@ def main() -> None:
     rows = []
     for arch in rungs:
         start, cpu_start = time.perf_counter(), time.process_time()
-        result = train_scratch(arch, "fashion-mnist", out=None, epochs=args.epochs, seed=args.seed,
-                               device=args.device, progress=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            run = train_scratch(arch, "fashion-mnist", out=Path(tmp) / arch, epochs=args.epochs, seed=args.seed,
+                                device=args.device, progress=False)
+            history, summary, config = run.history, run.summary, run.config.loop_config()
         wall = time.perf_counter() - start
         # CPU seconds / threads estimates the wall time on idle cores: the wall figure on a shared
         # machine includes time spent waiting for other jobs.
         cpu = time.process_time() - cpu_start
-        row = {"arch": arch, "test_accuracy": round(100 * result.test["accuracy"], 2), "epochs": len(result.history),
-               "train_seconds": round(result.seconds, 1), "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "device": device_name,
-               "images_per_s": round(statistics_mean([h["images_per_s"] for h in result.history])),
+        row = {"arch": arch, "test_accuracy": round(100 * summary["test"]["accuracy"], 2), "epochs": len(history),
+               "train_seconds": round(summary["train_seconds"], 1), "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "device": device_name,
+               "images_per_s": round(statistics_mean([h["images_per_s"] for h in history])),
                "published_fmnist": PUBLISHED[arch][0], "lecture_mnist": PUBLISHED[arch][1],
-               "recipe": {k: v for k, v in result.config.to_dict().items()
+               "recipe": {k: v for k, v in config.to_dict().items()
                           if k in ("optimizer", "lr", "weight_decay", "schedule", "batch_size", "label_smoothing")}}
         rows.append(row)
         print(json.dumps(row), flush=True)

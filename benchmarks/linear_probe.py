@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 # Run from a checkout: the repository root first, so `import zoo` is this tree's package.
@@ -51,6 +52,7 @@ def main() -> None:
 
     from zoo.finetune.data import scan
     from zoo.finetune.features import cached_features
+    from zoo.finetune.config import FinetuneConfig
     from zoo.finetune.fit import setup
     from zoo.finetune.loop import TrainConfig, train
 
@@ -68,8 +70,9 @@ def main() -> None:
           TrainConfig(epochs=1, batch_size=4, device="cpu"), progress=False)
 
     # -- cached: the extraction pass over the training images, timed on its own
-    s = setup(args.model, split, strategy="linear", pretrained=False, seed=args.seed, augment=False,
-              cache_features=False, device="cpu")  # the prepared model only; no features yet
+    probe = FinetuneConfig.from_options(strategy="linear", pretrained=False, seed=args.seed, augment=False,
+                                        batch_size=args.batch_size, device="cpu")
+    s = setup(args.model, split, replace(probe, cache_features=False))  # the prepared model only; no features yet
     t0 = time.perf_counter()
     cached_features(s.model, split.paths("train"), split.hashes("train"), batch_size=args.batch_size)
     extract_train = time.perf_counter() - t0
@@ -78,8 +81,7 @@ def main() -> None:
     extract_val = time.perf_counter() - t0
     # fit's own path: setup reads the features from the cache, then the loop trains the head.
     t0 = time.perf_counter()
-    c = setup(args.model, split, strategy="linear", pretrained=False, seed=args.seed, cache_features=True,
-              batch_size=args.batch_size, device="cpu")
+    c = setup(args.model, split, probe)
     assert all(v["hit"] for v in c.features.values())
     cached_setup = time.perf_counter() - t0  # building the model, hashing its weights, reading the cache
     t0 = time.perf_counter()
@@ -87,8 +89,7 @@ def main() -> None:
     cached_epochs = time.perf_counter() - t0
 
     # -- every epoch: the frozen body runs on every batch
-    u = setup(args.model, split, strategy="linear", pretrained=False, seed=args.seed, cache_features=False,
-              augment=False, batch_size=args.batch_size, device="cpu")
+    u = setup(args.model, split, replace(probe, cache_features=False))
     t0 = time.perf_counter()
     loop_result = train(u.target, u.train_data, u.val_data, cfg, param_groups=u.plan.param_groups, progress=False)
     every_epoch = time.perf_counter() - t0

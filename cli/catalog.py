@@ -6,16 +6,29 @@ Only ``zoo list --source torchvision|timm|all`` imports those libraries, to list
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import click
 
-from zoo.registry import Entry, card_text, catalog, env
+from zoo.registry import Entry, card_text, catalog
 from zoo.registry.catalog import SOURCES, list_external, list_models
+from zoo.registry.records import Preprocessing
 from zoo.registry.serialiser import entry_to_dict
 
-__all__ = ["list_cmd", "info_cmd", "card_cmd"]
+__all__ = ["list_cmd", "info_cmd", "card_cmd", "describe_input"]
+
+
+def describe_input(p: Preprocessing) -> str:
+    """How an image reaches the net's input, in words (``zoo info``, ``zoo import-caffe``)."""
+    size = f"{p.crop[0]}x{p.crop[1]}"
+    if p.crop_mode == "squash" and p.resize == max(p.crop):
+        how = f"whole image resized to {size}"
+    elif p.crop_mode == "squash":
+        how = f"whole image resized to {p.resize}x{p.resize}, centre crop {size}"
+    elif p.crop_mode == "border":
+        how = f"longer side resized to {p.resize}, padded with the mean colour (or cropped) to {size}"
+    else:
+        how = f"resize {p.resize}, centre crop {size}"
+    return f"{'x'.join(map(str, p.input_size))}, {how} ({p.interpolation}{'' if p.antialias else ', no antialias'})"
 
 
 def _top1(entry: Entry) -> float | None:
@@ -35,10 +48,11 @@ def _params(entry: Entry) -> str:
     return f"{entry.params / 1e6:.1f}M" if entry.params >= 1e5 else f"{entry.params / 1e3:.1f}K"
 
 
-def _cached(entry: Entry, files_root: Path | None = None) -> bool:
+def _cached(entry: Entry) -> bool:
     """True when every file of the entry is in the cache (a path check: `zoo cache verify` hashes)."""
-    folder = os.path.join(files_root or env.zoo_home() / "files", entry.name)
-    return bool(entry.files) and all(os.path.isfile(os.path.join(folder, f.filename)) for f in entry.files)
+    from zoo import store
+
+    return bool(entry.files) and all(store.find(entry.name, f.filename) for f in entry.files)
 
 
 @click.command("list")
@@ -65,11 +79,10 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
     if externals:  # drop library names a curated entry already has, by name or alias
         curated = {name for e in catalog() for name in (e.name, *e.aliases)}
         externals = [x for x in externals if x.name not in curated]
-    files_root = env.zoo_home() / "files"
     if as_json:
         for e in entries:
             click.echo(json.dumps({"name": e.name, "source": e.source, "license": e.license, "top1": _top1(e),
-                                   "params": e.params, "default": e.default, "cached": _cached(e, files_root),
+                                   "params": e.params, "default": e.default, "cached": _cached(e),
                                    "curated": True}))
         for x in externals:
             click.echo(json.dumps({"name": x.name, "source": x.source, "curated": False}))
@@ -84,7 +97,7 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
         for e in entries:
             mark = "*" if e.default else " "
             click.echo(f"{e.name:<{width}}{mark} {e.source:<11}  {_shown_top1(e):>5}  {_params(e):>7}  "
-                       f"{e.license:<18}  {'yes' if _cached(e, files_root) else ''}")
+                       f"{e.license:<18}  {'yes' if _cached(e) else ''}")
         click.echo(f"\n{len(entries)} curated entries (* = the default tag of its arch).")
     if externals:
         click.echo(f"\n{len(externals)} more names in the full {source} catalogue(s) (not curated):")
@@ -122,12 +135,12 @@ def info_cmd(name: str, as_json: bool) -> None:
            f"  origin       : {entry.origin}" if entry.origin else "",
            f"  paper        : {entry.paper}" if entry.paper else "",
            f"  params       : {entry.params:,}" if entry.params else "",
-           f"  input        : {'x'.join(map(str, p.input_size))}, resize {p.resize} ({p.interpolation}), "
-           f"centre crop {p.crop[0]}x{p.crop[1]}",
+           f"  input        : {describe_input(p)}",
            f"  normalise    : {p.channel_order}, x{p.scale:g}, mean {list(p.mean)}"
            + (f" (mean file: {p.mean_file})" if p.mean_file else "") + f", std {list(p.std)}",
            (f"  head         : {h.num_classes} classes" if h.num_classes else
-            "  head         : none (a feature backbone: no classifier)")
+            "  head         : none: a feature backbone (`zoo extract` gives its features; `zoo finetune` "
+            "puts a classifier on it)")
            + (f", labels {h.labels if isinstance(h.labels, str) else 'inline'}" if h.labels else "")
            + (f", classifier {h.classifier}" if h.classifier else ""),
            ]
@@ -146,7 +159,11 @@ def info_cmd(name: str, as_json: bool) -> None:
         out.append(f"    checksum   : {digest}")
         for s in f.sources:
             out.append(f"    source     : {s.describe()}")
-    out.append(f"  cached       : {'yes' if _cached(entry) else 'no'} ({env.zoo_home() / 'files' / entry.name})")
+    from zoo import store
+
+    found = [store.find(entry.name, f.filename) for f in entry.files]
+    where = found[0].parent if found and found[0] else store.entry_folder(entry.name)
+    out.append(f"  cached       : {'yes' if found and all(found) else 'no'} ({where})")
     if entry.card:
         out.append(f"  card         : zoo card {entry.name}")
     out.append(f"  defined in   : {entry.origin_file}")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from ._output import Output
+
 __all__ = ["demo_cmd", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "lenet.fmnist5"
@@ -28,22 +30,12 @@ DEMO_FIT = {
 }
 
 
-def _fresh(path: Path) -> Path:
-    """``path``, or ``path-2``, ``path-3``... when it is taken: a demo never overwrites a run."""
-    if not path.exists():
-        return path
-    n = 2
-    while path.with_name(f"{path.name}-{n}").exists():
-        n += 1
-    return path.with_name(f"{path.name}-{n}")
-
-
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="The run folder (numbered if it exists).")
 @click.option("--strategy", type=click.Choice(["linear", "partial", "full"]), default="full", show_default=True)
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default: 15, 30 for linear).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines (the tour's lines stay).")
 def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
     """Tour the zoo offline: list, fetch and verify the embedded model, fine-tune it on the bundled
     image folder, evaluate, predict, and write the run's card and plots.
@@ -59,17 +51,19 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
 
     import zoo
     from zoo.finetune import fit
+    from zoo.finetune.rundir import RunDir
     from zoo.images import find_images
     from zoo.registry import catalog
 
     echo = click.echo
+    show = Output(quiet=quiet)
     entries = list(catalog())
     counts = Counter(e.source for e in entries)
     echo(f"1/5 The zoo: {len(entries)} curated entries ("
          + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "). `zoo list` shows them.")
 
     entry = catalog().get(DEFAULT_MODEL)
-    files = zoo.download(entry, progress=not quiet)
+    files = zoo.download(entry, progress=show.bars)
     spec = entry.file("weights")
     echo(f"2/5 Embedded default {entry.name}: {spec.checksum.algorithm} verified, cached at {files['weights']}")
     model = zoo.load(entry.name)
@@ -79,14 +73,16 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
 
     data = resources.files("zoo").joinpath(*DEMO_DATA)
     with resources.as_file(data) as data_dir:
-        out = _fresh(out)
+        out = RunDir.fresh(out.name, out.parent).path  # a demo never overwrites a run
         echo(f"3/5 Fine-tuning ({strategy}) on {data_dir} -> {out}")
         options = {**DEMO_FIT[strategy], **({"epochs": epochs} if epochs else {})}
-        run = fit(entry.name, data_dir, out=out, strategy=strategy, progress=not quiet, **options,
-                  command=f"zoo demo --out {out} --strategy {strategy}" + (f" --epochs {epochs}" if epochs else ""))
+        run = fit(entry.name, data_dir, out=out, strategy=strategy, progress=show.bars, callbacks=show.epoch_lines(),
+                  command=f"zoo demo --out {out} --strategy {strategy}" + (f" --epochs {epochs}" if epochs else ""),
+                  **options)
         summary = run.summary
         val = summary.get("val", {})
-        echo(f"    validation accuracy {val.get('accuracy', float('nan')):.1%} after {len(run.history)} epochs")
+        echo(f"    validation accuracy {val.get('accuracy', float('nan')):.1%} with the weights of epoch "
+             f"{summary.get('weights_epoch')} of {len(run.history)} (the lowest validation loss)")
 
         test_dir = data_dir / "test"
         if test_dir.is_dir():
@@ -104,6 +100,6 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
             top = ", ".join(f"{t['label']} {t['probability']:.0%}" for t in result.get("top", []))
             echo(f"    {Path(result['image']).parent.name}/{Path(result['image']).name}: {top or result.get('error')}")
 
-    echo(f"\nThe run: {run.path}/ (card README.md, metrics.jsonl, split.json"
-         + (", curves.png, confusion.png" if (run.path / "curves.png").exists() else "") + ")")
+    files = [run.dir.card, run.dir.history, run.dir.split, *run.dir.plots()]
+    echo(f"\nThe run: {run.path}/ (card {', '.join(p.name for p in files)})")
     echo(f"Load it in one line: zoo.load({str(run.path)!r})")

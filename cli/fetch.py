@@ -1,5 +1,5 @@
-"""``zoo download``, ``zoo cache ls|verify|rm|dir`` and ``zoo mirror``: thin wrappers over ``zoo.fetch``
-and ``zoo.cache``.
+"""``zoo download``, ``zoo cache ls|verify|rm|dir`` and ``zoo mirror``: thin wrappers over ``zoo.fetch``,
+``zoo.cache`` and ``zoo.mirrors``.
 
 Imports only click and the registry at module level (``zoo --help`` lists these commands without
 loading anything heavy); the fetching modules are imported inside the commands. Never imports torch.
@@ -16,6 +16,23 @@ import click
 from zoo.registry.errors import ZooError
 
 __all__ = ["download_cmd", "cache_group", "mirror_cmd"]
+
+
+def _shown(text: object) -> str:
+    """A name or path as one printable line: control characters, backslashes and undecodable bytes
+    escaped (``\\n``, ``\\\\``, ``\\xff``), as ``ls --quoting-style=escape`` does, so that a file name
+    holding a newline cannot forge a line of output."""
+    out = []
+    for ch in str(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif "\udc80" <= ch <= "\udcff":  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif not ch.isprintable():
+            out.append(repr(ch)[1:-1])
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _size(n: int) -> str:
@@ -82,7 +99,7 @@ def download_cmd(names: tuple[str, ...], force: bool, quiet: bool) -> None:
             failed += 1
             continue
         for path in paths.values():
-            click.echo(str(path))
+            click.echo(_shown(path))
     if failed:
         click.echo(f"{failed} of {len(entries)} entries failed.", err=True)
         # SystemExit, not click's Exit: main() runs click with standalone_mode=False, which
@@ -92,7 +109,8 @@ def download_cmd(names: tuple[str, ...], force: bool, quiet: bool) -> None:
 
 @click.group("cache")
 def cache_group() -> None:
-    """Inspect and manage the local cache ($ZOO_HOME).
+    """Inspect and manage the local cache ($ZOO_HOME, and the Hub files the zoo keeps in the
+    Hugging Face cache, HF_HUB_CACHE, which other Hub tools share).
 
     \b
     Examples:
@@ -124,11 +142,13 @@ def cache_ls_cmd(pattern: str | None, as_json: bool) -> None:
     if not files:
         click.echo("The cache is empty." if not pattern else f"No cached files match {pattern!r}.", err=True)
         return
-    width = max(len(f"{f.entry}/{f.filename}") for f in files)
-    for f in files:
+    names = [_shown(f"{f.entry}/{f.filename}") for f in files]
+    width = max(map(len, names))
+    for name, f in zip(names, files):
         state = "partial" if f.partial else "verified" if f.verified else "unverified"
         digest = f.sha256[:12] if f.sha256 else "-"
-        click.echo(f"{f.entry + '/' + f.filename:<{width}}  {_size(f.size):>10}  {state:<10}  {digest}")
+        where = "hub" if f.hub else "zoo"
+        click.echo(f"{name:<{width}}  {_size(f.size):>10}  {state:<10}  {digest:<12}  {where}")
     click.echo(f"{len(files)} files, {_size(sum(f.size for f in files))}", err=True)
 
 
@@ -150,7 +170,7 @@ def cache_verify_cmd(pattern: str | None, delete_bad: bool) -> None:
     results = verify_cache(pattern, delete_bad=delete_bad)
     bad = [r for r in results if not r.ok]
     for r in results:
-        click.echo(f"{r.status:<10}  {r.file.entry}/{r.file.filename}  {r.reason}")
+        click.echo(f"{r.status:<10}  {_shown(f'{r.file.entry}/{r.file.filename}')}  {r.reason}")
     click.echo(f"{len(results)} files checked, {len(bad)} corrupt.", err=True)
     if bad:
         names = " ".join(sorted({r.file.entry for r in bad}))
@@ -164,6 +184,9 @@ def cache_verify_cmd(pattern: str | None, delete_bad: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def cache_rm_cmd(pattern: str, yes: bool) -> None:
     """Delete the cached files of entries matching PATTERN (fnmatch; '*' for all).
+
+    Hub files are removed from the Hugging Face cache with huggingface_hub's own delete strategy (a
+    blob another snapshot still uses is kept). Answering no keeps everything and exits 1.
 
     \b
     Examples:
@@ -180,11 +203,13 @@ def cache_rm_cmd(pattern: str, yes: bool) -> None:
     entries = sorted({f.entry for f in files})
     if not yes:
         for f in files:
-            click.echo(f"  {f.entry}/{f.filename}  {_size(f.size)}", err=True)
-        click.confirm(f"Delete {len(files)} files ({_size(total)}) of {len(entries)} entries?", abort=True,
-                      err=True)
+            click.echo(f"  {_shown(f'{f.entry}/{f.filename}')}  {_size(f.size)}"
+                       + ("  (Hugging Face cache)" if f.hub else ""), err=True)
+        if not click.confirm(f"Delete {len(files)} files ({_size(total)}) of {len(entries)} entries?", err=True):
+            click.echo("Nothing was removed.", err=True)
+            raise SystemExit(1)  # a refusal, not an interruption (130 is for Ctrl-C)
     removed = remove_cached(pattern)
-    click.echo(f"Removed {len(removed)} files ({_size(total)}) of {', '.join(entries)}.")
+    click.echo(f"Removed {len(removed)} files ({_size(total)}) of {_shown(', '.join(entries))}.")
 
 
 @cache_group.command("dir")
@@ -197,7 +222,7 @@ def cache_dir_cmd() -> None:
     """
     from zoo.cache import cache_dir
 
-    click.echo(str(cache_dir()))
+    click.echo(_shown(cache_dir()))
 
 
 @click.command("mirror")
@@ -208,7 +233,9 @@ def mirror_cmd(directory: str, names: tuple[str, ...], quiet: bool) -> None:
     """Fill DIRECTORY with the verified files of each NAME, for an air-gapped site.
 
     Writes DIRECTORY/<entry>/<file> and a MANIFEST.json of entries, files and digests. Copy the
-    folder across and point ZOO_MIRROR at it; files are verified again when fetched from it.
+    folder across and point ZOO_MIRROR at it; files are verified again when fetched from it. An
+    entry that fails does not stop the others: the manifest and the last lines list what failed,
+    and the command exits 1.
 
     \b
     Examples:
@@ -216,12 +243,28 @@ def mirror_cmd(directory: str, names: tuple[str, ...], quiet: bool) -> None:
       # on the air-gapped machine:
       ZOO_MIRROR=/media/usb/zoo ZOO_OFFLINE=1 zoo download resnet50
     """
-    from zoo.fetch import mirror
+    from zoo.errors import MirrorError
+    from zoo.mirrors import mirror
 
     entries = _resolve(names)
+    failed: dict[str, str] = {}
     with _warnings_to_stderr():
-        written = mirror(directory, entries, progress=not quiet)
+        try:
+            written = mirror(directory, entries, progress=not quiet)
+        except MirrorError as err:
+            written, failed = err.written, err.failed
     for path in written:
-        click.echo(str(path))
-    click.echo(f"Mirrored {len(written)} files of {len(entries)} entries into {directory}. On the offline "
-               f"machine: ZOO_MIRROR={directory} ZOO_OFFLINE=1 zoo download {entries[0].name}", err=True)
+        click.echo(_shown(path))
+    done = len(entries) - len(failed)
+    click.echo(f"Mirrored {len(written)} files of {done} entries into {_shown(directory)}.", err=True)
+    if done:
+        first = next(e.name for e in entries if e.name not in failed)
+        click.echo(f"On the offline machine: ZOO_MIRROR={_shown(directory)} ZOO_OFFLINE=1 zoo download {first}",
+                   err=True)
+    if failed:
+        for name, reason in failed.items():
+            click.echo(f"Failed: {name}: {reason}", err=True)
+        click.echo(f"{len(failed)} of {len(entries)} entries failed (listed under 'failed' in "
+                   f"{_shown(directory)}/MANIFEST.json); run `zoo mirror {_shown(directory)} "
+                   f"{' '.join(failed)}` again once fixed.", err=True)
+        raise SystemExit(1)

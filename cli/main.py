@@ -2,8 +2,9 @@
 
 Each command lives in a module of this package and is imported only when it is invoked (or when
 ``--help`` lists it, which imports the module but not torch: command modules import heavy libraries
-inside their functions). Exit codes: 0 success, 1 a ``ZooError`` (one line on stderr), 2 a usage error,
-130 interrupted. ``ZOO_DEBUG=1`` shows the full traceback.
+inside their functions). Exit codes: 0 success, 1 a ``ZooError`` or any operating-system, encoding or
+recursion error that escapes a command (one line on stderr naming the path and what to do), 2 a usage
+error, 130 interrupted. ``ZOO_DEBUG=1`` shows the full traceback.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ COMMANDS = {
     "predict": "zoo.cli.finetune:predict_cmd",
     "lr-find": "zoo.cli.finetune:lr_find_cmd",
     "register": "zoo.cli.finetune:register_cmd",
+    "runs": "zoo.cli.finetune:runs_cmd",
     "train": "zoo.cli.train:train_cmd",
     "import-caffe": "zoo.cli.caffe:import_caffe_cmd",
     "demo": "zoo.cli.demo:demo_cmd",
@@ -97,6 +99,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``zoo`` console script."""
+    from zoo.hub import sync_offline
+
+    sync_offline()  # ZOO_OFFLINE reaches huggingface_hub before anything imports it
     with warnings.catch_warnings():
         if not env.debug():
             warnings.showwarning = _show_warning
@@ -121,12 +126,33 @@ def _run(argv: list[str] | None) -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except ZooError as err:
-        if env.debug():
-            raise
-        click.echo(f"Error: {err}", err=True)
-        sys.exit(getattr(err, "exit_code", 1))
+        _fail(err, str(err), getattr(err, "exit_code", 1))
     except BrokenPipeError:
         sys.exit(0)
+    except (OSError, UnicodeError, RecursionError) as err:
+        _fail(err, _one_line(err), 1)
+
+
+def _one_line(err: BaseException) -> str:
+    """The message for an error that is not the zoo's own: what, where, and what to do."""
+    from zoo.errors import describe_os_error
+
+    if isinstance(err, OSError):
+        return describe_os_error(err, doing="running the command",
+                                 remedy="choose a writable folder with free space (ZOO_HOME for the cache, "
+                                        "--out for outputs)")
+    if isinstance(err, UnicodeError):
+        return (f"Text that must be UTF-8 is not ({type(err).__name__}: {err}). Check the file or name you "
+                f"passed (re-save it as UTF-8); set ZOO_DEBUG=1 to see where it was read.")
+    return ("Input nested too deeply to process (RecursionError); a file you passed or a registry file is "
+            "malformed. Set ZOO_DEBUG=1 to see which.")
+
+
+def _fail(err: BaseException, message: str, code: int) -> None:
+    if env.debug():
+        raise err
+    click.echo(f"Error: {' '.join(message.splitlines())}", err=True)  # one line, whatever the message held
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # python -m zoo.cli.main (and torchrun -m zoo.cli.main train ...)

@@ -1,85 +1,167 @@
 """``zoo train``: train a reference architecture from scratch (one CPU, one GPU, or DDP under torchrun).
 
-Parses options and calls ``zoo.finetune.scratch.train_scratch``; imports torch only inside the command.
+Parses options and calls ``zoo.finetune.scratch.train_scratch``, which leaves the same run folder as
+``zoo finetune``; imports torch only inside the command. An interrupted run prints its resume command.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from zoo.registry import env
 
-__all__ = ["train_cmd"]
+from ._output import Output, command_line, given_options
+
+__all__ = ["train_cmd", "TRAIN_OPTIONS"]
 
 DATA_HELP = "fashion-mnist, mnist, cifar10, or a folder of class folders (optionally train/ val/ test/)."
+
+
+def _classes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(c) for c in value.replace(" ", "").split(",") if c)
+    except ValueError:
+        raise click.BadParameter(f"class indices separated by commas, like 0,1,2; got {value!r}") from None
+
+
+# The one place `zoo train` maps its options onto zoo.finetune.FinetuneConfig (field, flags, click
+# settings); options left out keep the architecture's recipe (zoo.finetune.recipes) or the config's default.
+TRAIN_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
+    ("epochs", ("--epochs",), dict(type=click.IntRange(min=1), help="Override the recipe's epochs.")),
+    ("batch_size", ("--batch-size",), dict(type=click.IntRange(min=1),
+                                           help="Per-process batch size (DDP: global = this x N).")),
+    ("lr", ("--lr",), dict(type=click.FloatRange(min=0, min_open=True), help="Override the recipe's peak LR.")),
+    ("classes", ("--classes",), dict(callback=_classes, help="Built-in data sets: keep only these class indices, "
+                                                            "e.g. 0,1,2,3,4 (relabelled 0..k-1).")),
+    ("augment", ("--augment",), dict(type=click.Choice(["none", "flip", "crop", "crop_flip", "crop_flip_erase"]),
+                                     help="Override the recipe's augmentation.")),
+    ("input_size", ("--input-size",), dict(type=click.IntRange(min=8), metavar="PIXELS",
+                                           help="A folder: train at PIXELS x PIXELS [default: the images' median "
+                                                "shorter side, at most 224].")),
+    ("grey", ("--grey/--colour",), dict(default=None, help="A folder: one channel or three [default: grey when "
+                                                          "every sampled image is].")),
+    ("valid_pct", ("--valid-pct",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                                         help="A folder without val/: share of each class held out [default: 0.2].")),
+    ("early_stopping", ("--early-stopping",), dict(type=click.IntRange(1), metavar="N",
+                                                   help="Stop after N epochs without a lower validation loss.")),
+    ("device", ("--device",), dict(help="auto (cuda if available), cpu, cuda, cuda:1 ... [default: auto]")),
+    ("amp", ("--amp/--no-amp",), dict(default=None, help="bf16 autocast [default: on for GPUs, off on the CPU].")),
+    ("compile", ("--compile",), dict(is_flag=True, help="torch.compile the model.")),
+    ("channels_last", ("--channels-last/--no-channels-last",),
+     dict(default=None, help="NHWC layout [default: on for convnets on a GPU].")),
+    ("seed", ("--seed",), dict(type=int, help="Seeds the split, weights, shuffle and augmentation [default: 0].")),
+]
+
+
+def _train_options(fn):
+    for name, flags, settings in reversed(TRAIN_OPTIONS):
+        fn = click.option(*flags, name, **settings)(fn)
+    return fn
 
 
 @click.command("train")
 @click.argument("arch")
 @click.option("--data", required=True, help=DATA_HELP)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to write (or resume).")
-@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epochs.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Per-process batch size (DDP: global = this x N).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the recipe's peak learning rate.")
-@click.option("--classes", help="Keep only these class indices, e.g. 0,1,2,3,4 (relabelled 0..k-1).")
-@click.option("--augment", type=click.Choice(["none", "flip", "crop", "crop_flip", "crop_flip_erase"]),
-              help="Override the recipe's augmentation.")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda, cuda:1 ...")
-@click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: on for GPUs, off on the CPU).")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--channels-last/--no-channels-last", default=None, help="NHWC layout (default: on for convnets on a GPU).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds weights, shuffle and augmentation.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Where the built-in data sets live (default $ZOO_HOME/datasets).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder to write (or resume) [default: "
+                                                              "runs/<ARCH>-<data name>].")
+@_train_options
+@click.option("--resume", is_flag=True, help="Continue the run in --out with its stored options (options given "
+                                             "here change them, e.g. --epochs to extend it).")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Where the built-in data sets live (default "
+                                                                    "$ZOO_HOME/datasets).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads for torch (on a busy shared machine 1 is often fastest: idle OpenMP threads spin).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
-def train_cmd(arch: str, data: str, out: str, epochs: int | None, batch_size: int | None, lr: float | None,
-              classes: str | None, augment: str | None, device: str, amp: bool | None, compile_: bool,
-              channels_last: bool | None, resume: bool, seed: int, data_root: str | None, threads: int | None,
-              as_json: bool, quiet: bool) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, set-up or per-epoch lines: the final summary only.")
+@click.pass_context
+def train_cmd(ctx: click.Context, arch: str, data: str, out: str | None, resume: bool, data_root: str | None,
+              threads: int | None, as_json: bool, quiet: bool, **_: Any) -> None:
     """Train ARCH (a zoo reference architecture) from random weights on --data.
 
     ARCH is softmax, mlp_sigmoid, mlp_relu, lenet, googlenet or resnet18/34/50/101/152 (see
     `zoo list --source zoo`); each has a recipe of paper-style defaults that the options override.
-    The run folder loads like any model: zoo.load(OUT), zoo predict OUT IMAGES.
+    A name with pretrained weights (lenet.fmnist5) is refused: `zoo finetune` starts from those.
+    A folder trains at its images' size and colour (said at the start; --input-size, --grey/--colour
+    choose), keeping the best epoch's weights by its validation part. The run folder is the same as
+    `zoo finetune`'s: zoo.load(OUT), zoo predict/evaluate/register OUT, zoo runs OUT, --resume.
 
     \b
     Examples:
       zoo train lenet --data fashion-mnist --out runs/lenet
       zoo train lenet --data fashion-mnist --classes 0,1,2,3,4 --epochs 6 --out runs/lenet5
+      zoo train resnet18 --data photos/ --input-size 64 --colour
       zoo train resnet18 --data fashion-mnist --device cuda --compile --out runs/r18
       zoo train lenet --data fashion-mnist --out runs/lenet --resume
       torchrun --nproc-per-node 2 -m zoo.cli train lenet --data fashion-mnist --out runs/ddp
     """
-    from zoo.finetune.scratch import train_scratch
+    from zoo.finetune.scratch import default_out, train_scratch
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-
-    result = train_scratch(arch, data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, classes=classes,
-                           seed=seed, device=device, amp="auto" if amp is None else amp, compile=compile_,
-                           channels_last=channels_last, resume=resume, progress=not quiet and not as_json,
-                           augment=augment, data_root=data_root)
+    if out is None and resume:
+        raise click.UsageError("--resume needs --out RUN_DIR (the interrupted run's folder).")
+    if out is None and env.distributed().world > 1:
+        raise click.UsageError("under torchrun pass --out RUN_DIR: every process writes to the same run folder.")
+    show = Output(quiet=quiet or env.distributed().rank != 0, as_json=as_json)
+    out = out or str(default_out(arch, data))
+    try:
+        run = train_scratch(arch, data, out=out, resume=resume, progress=show.bars, command=command_line(ctx),
+                            data_root=data_root, callbacks=show.epoch_lines(),
+                            on_start=lambda record: _describe_start(show, record, out),
+                            **given_options(ctx, [name for name, _, _ in TRAIN_OPTIONS]))
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted: the run in {out} is resumable with "
+                   f"`zoo train {arch} --data {data} --out {out} --resume`.", err=True)
+        raise
     _leave_process_group()
     if env.distributed().rank != 0:
         return
-    last = result.history[-1] if result.history else {}
-    summary = {"run_dir": str(result.run_dir), "arch": arch, "data": data, "epochs": len(result.history),
-               "test_accuracy": result.test["accuracy"], "test_loss": result.test["loss"],
-               "train_seconds": round(result.seconds, 2), "images_per_s": last.get("images_per_s"),
-               "device": str(result.config.device)}
+    _print_summary(run, arch, data, as_json=as_json)
+
+
+def _describe_start(show: Output, record: dict[str, Any], out: str) -> None:
+    data, cfg = record["data"], record["config"]
+    size = "x".join(map(str, data.get("input", {}).get("size", [])))
+    show.echo(f"{record['base']['name']} from random weights on {data['name']}: {len(data['classes'])} classes, "
+              + ", ".join(f"{p} {n}" for p, n in data["sizes"].items()) + f"; run folder {out}")
+    if "input" in data:
+        show.echo(f"input {size} ({'grey' if cfg['grey'] else 'colour'}), from {data['input']['from']}")
+    else:
+        show.echo("no validation part: the per-epoch val_ figures are on the test split, and the last epoch's "
+                  "weights are kept")
+    show.echo(f"recipe {record['base']['recipe']}: {cfg['epochs']} epochs, lr {cfg['lr']:g}, batch "
+              f"{cfg['train']['batch_size']}, {cfg['train']['optimizer']}, augment {cfg['augment']}")
+
+
+def _print_summary(run: Any, arch: str, data: str, *, as_json: bool) -> None:
+    """The final summary (printed even with --quiet)."""
+    summary, history = run.summary, run.history
+    report = summary.get("test") or summary.get("val") or {}
+    part = "test" if "test" in summary else "val"
+    last = history[-1] if history else {}
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(json.dumps({
+            "run_dir": str(run.path), "arch": arch, "data": data, "epochs": len(history),
+            "test_accuracy": (summary.get("test") or {}).get("accuracy"),
+            "test_loss": (summary.get("test") or {}).get("loss"),
+            "val_accuracy": (summary.get("val") or {}).get("accuracy"), "weights_epoch": summary.get("weights_epoch"),
+            "train_seconds": round(summary.get("train_seconds", 0.0), 2), "images_per_s": last.get("images_per_s"),
+            "device": run.record["environment"]["device"]}))
         return
-    acc = result.test["accuracy"]
-    click.echo(f"{arch} on {data}: test accuracy {acc * 100:.2f}% after {len(result.history)} epochs, "
-               f"{result.seconds:.0f} s training ({last.get('images_per_s', 0):.0f} images/s). Run: {out}")
+    click.echo(f"{arch} on {data}: {part} accuracy {report.get('accuracy', float('nan')) * 100:.2f}% with the "
+               f"weights of epoch {summary.get('weights_epoch')} of {len(history)} "
+               f"({'best by validation loss' if summary.get('weights') == 'best' else 'the last'}), "
+               f"{summary.get('train_seconds', 0.0):.0f} s training ({last.get('images_per_s', 0):.0f} images/s).")
+    click.echo(f"run: {run.path}  (model card: {run.dir.card})")
+    click.echo(f"use it: zoo predict {run.path} IMAGE...   zoo evaluate {run.path} DATA_DIR   "
+               f"zoo.load({str(run.path)!r})")
 
 
 def _leave_process_group() -> None:

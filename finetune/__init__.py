@@ -6,8 +6,10 @@ would otherwise shadow the function); that costs the torch import and nothing mo
 names resolve lazily::
 
     run = zoo.finetune.fit("resnet18", "photos/", strategy="linear")
+    run = zoo.finetune.train_scratch("lenet", "fashion-mnist", epochs=2)
     run = zoo.finetune.load_run("runs/photos"); run.predict(["cat.jpg"])
     zoo.finetune.lr_find("resnet18", "photos/").suggestion
+    cfg = dataclasses.replace(zoo.finetune.FinetuneConfig(strategy="full"), lr=1e-3)
 
 May import ``zoo`` and ``zoo.registry``; never ``zoo.cli``.
 """
@@ -23,9 +25,14 @@ from .lr_find import lr_find  # noqa: E402
 
 # public name -> "module:attribute"
 _LAZY = {
+    "FinetuneConfig": "zoo.finetune.config:FinetuneConfig",
     "Run": "zoo.finetune.run:Run",
+    "RunDir": "zoo.finetune.rundir:RunDir",
     "load_run": "zoo.finetune.run:load_run",
-    "register_run": "zoo.finetune.run:register_run",
+    "compare_runs": "zoo.finetune.run:compare_runs",
+    "register_run": "zoo.finetune.register:register_run",
+    "train_scratch": "zoo.finetune.scratch:train_scratch",
+    "scratch_config": "zoo.finetune.scratch:scratch_config",
     "LRFindResult": "zoo.finetune.lr_find:LRFindResult",
     "scan": "zoo.finetune.data:scan",
     "load_split": "zoo.finetune.data:load_split",

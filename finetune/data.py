@@ -23,10 +23,9 @@ from typing import Any
 from zoo._io import file_digest, write_json
 from zoo.errors import DataError, ImageError, RunError
 
-__all__ = ["Split", "Sample", "scan", "scan_labelled", "load_split", "balance_table", "SPLIT_FILE",
-           "SPLIT_NAMES", "skipped_tsv"]
+__all__ = ["Split", "Sample", "scan", "scan_labelled", "load_split", "balance_table", "SPLIT_NAMES",
+           "skipped_tsv"]
 
-SPLIT_FILE = "split.json"
 SPLIT_NAMES = ("train", "val", "test")
 # Folder names accepted for each part when a data folder is already split.
 _PART_DIRS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
@@ -123,7 +122,7 @@ def load_split(path: str | Path, *, root: str | Path | None = None, verify: bool
     """Read a manifest written by ``Split.save``.
 
     Args:
-        path: the ``split.json`` file, or a run folder holding one.
+        path: the manifest file (in a run folder: ``RunDir.split``).
         root: the data folder, when it moved since the manifest was written.
         verify: re-hash every file and fail when one changed or is gone.
 
@@ -132,8 +131,6 @@ def load_split(path: str | Path, *, root: str | Path | None = None, verify: bool
         DataError: ``verify`` found a missing or changed file.
     """
     path = Path(path)
-    if path.is_dir():
-        path = path / SPLIT_FILE
     try:
         data = json.loads(path.read_text("utf-8"))
         parts = {part: [Sample(s["path"], int(s["label"]), s.get("sha256", "")) for s in samples]

@@ -4,7 +4,9 @@ Owns: ``load_dataset(name_or_dir, split, ...)`` for ``fashion-mnist`` (the Debia
 found automatically), ``mnist`` and ``cifar10`` (torchvision's loaders, with their download code,
 and an error that says where to put the files when offline), and a folder of class folders;
 ``TensorImageDataset`` (normalisation and per-batch augmentation on tensors: random shifted crop,
-horizontal flip); ``dataset_stats``. Class subsets (``classes=[0, 1, 2, 3, 4]``) relabel to 0..k-1.
+horizontal flip); ``dataset_stats``; for from-scratch runs on a folder, ``split_tensors`` (a split's part
+in memory), ``infer_input`` (the size and colour the images suggest) and ``tensor_digest`` (a data
+set's identity). Class subsets (``classes=[0, 1, 2, 3, 4]``) relabel to 0..k-1.
 
 May import ``zoo``, ``zoo.registry`` and ``zoo.finetune.data``; never ``zoo.cli``.
 """
@@ -12,6 +14,7 @@ May import ``zoo``, ``zoo.registry`` and ``zoo.finetune.data``; never ``zoo.cli`
 from __future__ import annotations
 
 import gzip
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo import store
 from zoo.errors import DataError
 from zoo.registry import env
 
 __all__ = ["TensorImageDataset", "load_dataset", "find_fashion_mnist", "read_idx", "dataset_stats",
-           "BUILTIN", "FASHION_MNIST_CLASSES", "AUGMENTATIONS"]
+           "split_tensors", "infer_input", "tensor_digest", "BUILTIN", "FASHION_MNIST_CLASSES", "AUGMENTATIONS",
+           "MAX_INPUT_SIDE"]
 
 BUILTIN = ("fashion-mnist", "mnist", "cifar10")
 AUGMENTATIONS = ("none", "flip", "crop", "crop_flip", "crop_flip_erase")
@@ -37,6 +42,9 @@ STATS = {
     "mnist": ((0.1307,), (0.3081,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
+# Images from a folder train at their own size up to this side (ImageNet's input): cost grows with the
+# square of the side, and from-scratch training gains little beyond it.
+MAX_INPUT_SIDE = 224
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -151,7 +159,7 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def _data_root() -> Path:
-    return env.zoo_home() / "datasets"
+    return store.datasets_root()
 
 
 def find_fashion_mnist(root: str | Path | None = None) -> Path:
@@ -226,21 +234,63 @@ def _folder(path: Path, split: str, *, input_size: tuple[int, int, int] | None, 
             valid_pct: float) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """A folder of class folders (or train/ val/ test/ parts) loaded into memory at ``input_size``."""
     from zoo.finetune.data import scan
-    from zoo.images import open_image
 
     split_info = scan(path, valid_pct=valid_pct, seed=seed)
     part = {"train": "train", "val": "val", "test": "test" if split_info.test else "val"}[split]
-    channels, h, w = input_size or (3, 32, 32)
+    images, labels = split_tensors(split_info, part, input_size or (3, 32, 32))
+    return images, labels, list(split_info.classes)
+
+
+def split_tensors(split: Any, part: str, input_size: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of one part of a ``zoo.finetune.data.Split`` as uint8 (N, C, H, W), resized to
+    ``input_size`` (C 1: greyscale, 3: RGB), and their labels.
+
+    Raises:
+        DataError: the part holds no image.
+    """
+    from zoo.images import open_image
+
+    channels, h, w = input_size
     mode = "L" if channels == 1 else "RGB"
     images, labels = [], []
-    for file, label in zip(split_info.paths(part), split_info.labels(part), strict=True):
-        img = open_image(file, mode=mode).resize((w, h))
-        arr = np.asarray(img, dtype=np.uint8)
+    for file, label in zip(split.paths(part), split.labels(part), strict=True):
+        arr = np.asarray(open_image(file, mode=mode).resize((w, h)), dtype=np.uint8)
         images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
         labels.append(label)
     if not images:
-        raise DataError(f"{path} has no images in its {part} part; add images or lower valid_pct")
-    return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long), list(split_info.classes)
+        raise DataError(f"{split.root} has no images in its {part} part; add images or lower valid_pct")
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long)
+
+
+def infer_input(paths: Sequence[Path], *, sample: int = 48) -> tuple[int, bool, str]:
+    """The input a folder of images suggests: (square side, greyscale?, a sentence saying why).
+
+    The side is the median shorter side of up to ``sample`` images spread over the list, capped at
+    ``MAX_INPUT_SIDE``; the images count as greyscale when none of those sampled has a pixel whose
+    channels differ (an RGB file of a grey picture is grey).
+    """
+    from zoo.images import open_image
+
+    picked = list(paths)[:: max(1, len(paths) // sample)][:sample]
+    sides, colour = [], 0
+    for path in picked:
+        arr = np.asarray(open_image(path, mode="RGB"))
+        sides.append(min(arr.shape[:2]))
+        colour += int(bool((arr[..., 0] != arr[..., 1]).any() or (arr[..., 1] != arr[..., 2]).any()))
+    median = int(np.median(sides)) if sides else 32
+    side = max(8, min(MAX_INPUT_SIDE, median))
+    capped = f", capped at {MAX_INPUT_SIDE}" if median > MAX_INPUT_SIDE else ""
+    why = (f"median shorter side {median} px{capped}; {colour} of {len(picked)} sampled images in colour")
+    return side, colour == 0, why
+
+
+def tensor_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """sha256 over an in-memory data set's pixels and labels: its identity, whatever files held it."""
+    h = hashlib.sha256()
+    h.update(str(tuple(images.shape)).encode())
+    h.update(images.contiguous().numpy().tobytes())
+    h.update(labels.to(torch.int64).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def dataset_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

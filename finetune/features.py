@@ -21,7 +21,7 @@ import torch
 from zoo._io import atomic_write
 from zoo.errors import DataError, ImageError
 from zoo.model import ZooModel
-from zoo.registry import env
+from zoo import store
 
 __all__ = ["model_key", "files_key", "extract", "cached_features", "cache_path", "LabelledImages",
            "FEATURES_VERSION"]
@@ -58,8 +58,8 @@ def files_key(hashes: Sequence[str]) -> str:
 
 
 def cache_path(mkey: str, fkey: str) -> Path:
-    """``$ZOO_HOME/features/<model key>/<files key>.safetensors``."""
-    return env.zoo_home() / "features" / mkey[:32] / f"{fkey[:32]}.safetensors"
+    """``$ZOO_HOME/features/<model key>/<files key>.safetensors`` (the layout is ``zoo.store``'s)."""
+    return store.features_path(mkey, fkey)
 
 
 class LabelledImages(torch.utils.data.Dataset):
@@ -101,8 +101,8 @@ def extract(model: ZooModel, paths: Sequence[Path], *, batch_size: int = 64, dev
     was_training = model.training
     try:
         ex = Extractor(model, device=device, batch_size=batch_size, num_workers=num_workers, output="torch",
-                       channels_last=False, freeze=False, progress=progress)
-        return ex([Path(p) for p in paths])
+                       channels_last=False, freeze=False)
+        return ex([Path(p) for p in paths], progress=progress)
     except ImageError as err:
         reason = str(err).removeprefix(f"{err.path}: ")
         raise DataError(f"{err.path} was readable when the folder was scanned but not now ({reason}); "

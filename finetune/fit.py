@@ -1,18 +1,16 @@
-"""``fit``: fine-tune a pretrained model on a folder of images and leave a complete run directory.
+"""``fit``: fine-tune a pretrained model on a folder of images and leave a complete run folder.
 
-Owns: the fine-tuning recipe from folder to run: scan and split the data (or reuse the run's
-manifest on resume), prepare the model per strategy, build the datasets (cached features for
-``linear``; augmented images otherwise), hand them to the one training loop
-(``zoo.finetune.loop.train``), then save the model, the final metrics, the plots and the model card.
-The same options as ``zoo finetune``. May import ``zoo`` and ``zoo.registry``; never ``zoo.cli``.
+Owns: ``setup`` (load the model, prepare it per strategy, build the training and validation data:
+cached features for ``linear``, augmented images otherwise) and ``fit``, which reads in the order a
+run happens: start (a new run: choose the schedule, scan and split the folder; a resumed one: the
+stored config, split and checkpoint), set up, record (``config.json``), train (the one loop,
+``zoo.finetune.loop.train``, keeping the best epoch's weights), finish (those weights, the reports per
+part, the model, card and plots through ``zoo.finetune.record``). Every option is a field of
+``FinetuneConfig``. May import ``zoo`` and ``zoo.registry``; never ``zoo.cli``.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import inspect
-import json
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,24 +19,19 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from zoo._io import atomic_write, write_json
-from zoo.errors import RunError
+from zoo.errors import ConfigError, RunError
 from zoo.model import ZooModel
 
-from .data import SPLIT_FILE, Split, load_split, scan, skipped_tsv
-from .loop import TrainConfig, evaluate, resolve_device, train
+from .callbacks import progress_bar_enabled
+from .config import FinetuneConfig
+from .data import Split, scan
+from .loop import TrainResult, resolve_device, train
+from .record import BestWeights, base_info, finish_run, folder_identity, new_record, part_reports, restore_best
+from .rundir import RunDir
+from .run import Run
 from .strategies import Plan, prepare
 
-__all__ = ["fit", "setup", "Setup", "DEFAULTS", "CONFIG_FILE"]
-
-CONFIG_FILE = "config.json"
-# Per-strategy defaults where the user gives none: a head alone learns fast at a larger LR; when
-# body layers train, a smaller LR keeps the pretrained features (the head's groups get lr x 1).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "linear": {"epochs": 20, "lr": 3e-3, "warmup_epochs": 0.0},
-    "partial": {"epochs": 10, "lr": 1e-3, "warmup_epochs": 1.0},
-    "full": {"epochs": 10, "lr": 1e-3, "warmup_epochs": 1.0},
-}
+__all__ = ["fit", "setup", "Setup", "default_out"]
 
 
 @dataclass
@@ -66,106 +59,79 @@ def _resolve_model(model: str | Path | ZooModel, *, pretrained: bool) -> ZooMode
     return load(model, pretrained=pretrained)
 
 
-def setup(model: str | Path | ZooModel, split: Split, *, strategy: str = "linear", cut: str | None = None,
-          unfreeze_from: str | None = None, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
-          augment: bool = True, cache_features: bool = True, pretrained: bool = True, seed: int = 0,
-          batch_size: int = 64, device: str = "auto", num_workers: int = 0, progress: bool = False) -> Setup:
-    """Load and prepare the model per strategy and build the training and validation data.
+def setup(model: str | Path | ZooModel, split: Split, config: FinetuneConfig, *, progress: bool = False) -> Setup:
+    """Load and prepare the model per ``config.strategy`` and build the training and validation data.
 
     ``linear`` with ``cache_features`` computes the body's features once (or reads them from the
     cache) and trains the head on them; no augmentation then, since the images are seen once.
 
     Raises:
         UnknownLayerError: ``cut`` or ``unfreeze_from`` names no layer.
+        ConfigError: ``augment`` names a kind for in-memory data (fine-tuning takes True or False).
         DataError: a scanned file became unreadable.
     """
     from zoo.preprocess import train_transform
 
     from .features import LabelledImages, cached_features, model_key
 
+    if isinstance(config.augment, str):
+        raise ConfigError(f"augment={config.augment!r} is a kind for in-memory data sets (`zoo train`); "
+                          "fine-tuning on image files takes augment=True or False.", option="augment")
     # Random initial weights (a new head; the whole network with pretrained=False) come from the
     # global RNG: seed it so a run repeats.
-    torch.manual_seed(seed)
-    net = _resolve_model(model, pretrained=pretrained)
-    plan = prepare(net, strategy, num_classes=split.num_classes, cut=cut, unfreeze_from=unfreeze_from, head=head,
-                   hidden=hidden, dropout=dropout, discriminative=pretrained)
-    labels = {part: torch.tensor(split.labels(part), dtype=torch.long) for part in split.parts}
-    if strategy == "linear" and cache_features:
-        dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    net = _resolve_model(model, pretrained=config.pretrained)
+    plan = prepare(net, config.strategy, num_classes=split.num_classes, cut=config.cut,
+                   unfreeze_from=config.unfreeze_from, head=config.head, hidden=config.hidden,
+                   dropout=config.dropout, discriminative=config.pretrained)
+    if config.strategy == "linear" and config.cache_features:
+        loop, key = config.train, model_key(net)
         feats: dict[str, Any] = {}
         data: dict[str, Dataset] = {}
-        key = model_key(net)
         for part in split.parts:
-            x, hit, path = cached_features(net, split.paths(part), split.hashes(part), batch_size=batch_size,
-                                           device=dev, num_workers=num_workers, progress=progress, key=key)
+            x, hit, path = cached_features(net, split.paths(part), split.hashes(part), batch_size=loop.batch_size,
+                                           device=resolve_device(loop.device), num_workers=loop.num_workers,
+                                           progress=progress, key=key)
             feats[part] = {"cache": str(path), "hit": hit, "count": int(x.shape[0])}
-            data[part] = TensorDataset(x, labels[part])
+            data[part] = TensorDataset(x, torch.tensor(split.labels(part), dtype=torch.long))
         net.to("cpu")
         return Setup(net, plan, split, net.head, data["train"], data["val"], features=feats)
-    pre = net.preprocessing
-    mode = net.image_mode
-    train_tf = train_transform(pre, mean_image=net.mean_image) if augment else net.transforms
-    train_data = LabelledImages(split.paths("train"), split.labels("train"), train_tf, mode=mode)
-    val_data = LabelledImages(split.paths("val"), split.labels("val"), net.transforms, mode=mode)
+    train_tf = train_transform(net.preprocessing, mean_image=net.mean_image) if config.augment else net.transforms
+    train_data = LabelledImages(split.paths("train"), split.labels("train"), train_tf, mode=net.image_mode)
+    val_data = LabelledImages(split.paths("val"), split.labels("val"), net.transforms, mode=net.image_mode)
     return Setup(net, plan, split, net, train_data, val_data)
 
 
-def _default_out(data_dir: Path) -> Path:
-    base = Path("runs") / (data_dir.resolve().name or "run")
-    out, i = base, 2
-    while out.exists():
-        out, i = base.with_name(f"{base.name}-{i}"), i + 1
-    return out
-
-
-def _python_command(model: Any, data_dir: Any, options: dict[str, Any]) -> str:
-    shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
-    name = model.name if isinstance(model, ZooModel) else str(model)
-    return f"zoo.finetune.fit({name!r}, {str(data_dir)!r}{', ' + shown if shown else ''})"
-
-
-def fit(model: str | Path | ZooModel, data_dir: str | Path, *, out: str | Path | None = None,
-        strategy: str = "linear", cut: str | None = None, unfreeze_from: str | None = None, head: str = "linear",
-        hidden: int = 256, dropout: float = 0.0, epochs: int | None = None, lr: float | None = None,
-        batch_size: int = 64, optimizer: str = "adamw", weight_decay: float = 0.05, schedule: str = "cosine",
-        warmup_epochs: float | None = None, label_smoothing: float = 0.0, valid_pct: float = 0.2, seed: int = 0,
-        augment: bool = True, cache_features: bool = True, early_stopping: int | None = None, resume: bool = False,
-        pretrained: bool = True, device: str = "auto", num_workers: int = 0, progress: bool = True,
+def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConfig | None = None, *,
+        out: str | Path | None = None, resume: bool = False, progress: bool | None = None,
         command: str | None = None, callbacks: dict[str, list[Callable]] | None = None,
-        on_setup: Callable[[Setup], None] | None = None):
+        on_setup: Callable[[Setup], None] | None = None, **options: Any) -> Run:
     """Fine-tune ``model`` on the images in ``data_dir`` and return the run.
 
     Args:
         model: a registry name (``resnet18``), a saved model or run folder, or a ``ZooModel``.
         data_dir: a folder of class folders, or ``train/`` and ``val/`` (and ``test/``) folders of them.
+        config: every option (``FinetuneConfig``); default ``FinetuneConfig()``.
         out: the run folder (default ``runs/<data folder name>``, numbered if taken).
-        strategy: ``linear`` (frozen body, cached features), ``partial`` (train from ``unfreeze_from``
-            on) or ``full`` (everything, smaller learning rates for earlier layers).
-        cut: keep the network up to this layer and put the new head after it.
-        unfreeze_from: ``partial``: the first layer that trains (default: the last third of the body).
-        head: ``linear`` or ``mlp``; ``hidden`` and ``dropout`` shape it.
-        epochs, lr, warmup_epochs: default per strategy (``DEFAULTS``).
-        batch_size, optimizer, weight_decay, schedule, label_smoothing, early_stopping: the loop's
-            options (see ``zoo.finetune.loop.TrainConfig``).
-        valid_pct, seed: the stratified split (ignored when the folder has ``val/``); the seed also
-            seeds training, so a CPU run repeats.
-        augment: random resized crops and flips for strategies that run the body while training.
-        cache_features: ``linear``: train the head on cached features (False runs the frozen body
-            every epoch, with augmentation).
-        resume: continue the interrupted run in ``out`` with its stored options, split and checkpoint.
-        pretrained: start from the entry's weights (False: the same network from random weights, and
-            every layer at the same learning rate).
-        device, num_workers, progress: where and how to run.
+        resume: continue the interrupted run in ``out`` with its stored config, split and checkpoint.
+        progress: default (None): progress bars only when stderr is a terminal (so a log file gets no
+            carriage-return frames) and the loop's summary line per epoch always; True: bars for the
+            set-up too off a terminal; False: neither (the CLI then prints its own lines, or nothing).
         command: the command line to record (the CLI passes its own).
         callbacks: passed to the loop (events ``on_step_end``, ``on_epoch_end``, ``on_checkpoint``).
         on_setup: called with the ``Setup`` before training (tests and tools use it to look inside).
+        **options: ``FinetuneConfig`` fields, or the loop's (``batch_size``, ``seed``, ``device``...),
+            applied over ``config``: ``fit(m, d, strategy="full", lr=1e-3)``. With ``resume`` they
+            change the stored config (``epochs=`` to extend a run, ``device=`` to move it).
 
     Returns:
-        The ``Run``: ``run.model`` loads the fine-tuned model, ``run.summary`` holds the final metrics.
+        The ``Run``: ``run.model`` loads the fine-tuned model (the best epoch's weights by the
+        validation loss), ``run.summary`` holds the final metrics.
 
     Raises:
         DataError: the folder cannot be used (the message says why and what to do).
         UnknownLayerError: ``cut``/``unfreeze_from`` names no layer (valid names listed).
+        ConfigError: an unknown option or a bad value (valid choices named).
         RunError: ``out`` already holds a run (pass ``resume=True`` or another ``out``), or resume finds
             nothing to resume.
         KeyboardInterrupt: after the loop saved a checkpoint; ``resume=True`` continues.
@@ -175,153 +141,112 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, *, out: str | Path |
         >>> run.summary["val"]["accuracy"]                                              # doctest: +SKIP
         >>> model = zoo.load(run.path)                                                  # doctest: +SKIP
     """
-    from zoo.factory import save_model
-
-    from .run import Run, write_plots, write_card
-
     data_dir = Path(data_dir).expanduser()
-    # The options that describe the run (stored in config.json and reused on resume); where to run it
-    # (device, workers, progress bars) may change between the interrupted run and its resumption.
-    given = dict(
-        strategy=strategy, cut=cut, unfreeze_from=unfreeze_from, head=head, hidden=hidden, dropout=dropout,
-        epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, weight_decay=weight_decay,
-        schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, valid_pct=valid_pct,
-        seed=seed, augment=augment, cache_features=cache_features, early_stopping=early_stopping,
-        pretrained=pretrained)
-    if strategy not in DEFAULTS:
-        raise ValueError(f"strategy must be one of {', '.join(DEFAULTS)}, got {strategy!r}")
-    if out is None:
-        if resume:
-            raise RunError("resume needs the run folder: pass out=... (--out RUN_DIR) of the interrupted run.")
-        out = _default_out(data_dir)
-    out = Path(out).expanduser()
-
+    bars = progress_bar_enabled() if progress is None else progress
     if resume:
-        config = _read_config(out)
-        opts = dict(config["options"])
-        split = load_split(out, verify=True)
-        model_ref: Any = model if isinstance(model, ZooModel) else (config.get("model") or config["base"])
-        started = config.get("created")
-        command_line = config.get("command")
+        run_dir, config, record, split, model = _resume(model, out, config, options, command)
     else:
-        if (out / CONFIG_FILE).exists() or (out / "checkpoint.pt").exists():
-            raise RunError(f"{out} already holds a run. Continue it with --resume (resume=True), or pass "
-                           "another --out to start a new one.")
-        opts = dict(given)
-        for key, value in DEFAULTS[strategy].items():
-            if opts.get(key) is None:
-                opts[key] = value
-        split = scan(data_dir, valid_pct=valid_pct, seed=seed)
-        model_ref = model
-        started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        defaults = inspect.signature(fit).parameters
-        changed = {k: v for k, v in given.items() if v != defaults[k].default}
-        command_line = command or _python_command(model, data_dir, changed)
-
-    s = setup(model_ref, split, strategy=opts["strategy"], cut=opts["cut"], unfreeze_from=opts["unfreeze_from"],
-              head=opts["head"], hidden=opts["hidden"], dropout=opts["dropout"], augment=opts["augment"],
-              cache_features=opts["cache_features"], pretrained=opts["pretrained"], seed=opts["seed"],
-              batch_size=opts["batch_size"], device=device, num_workers=num_workers, progress=progress)
+        run_dir, config, split, command = _start(model, data_dir, config, options, out, command)
+        record = None
+    s = setup(model, split, config, progress=bars)
     if on_setup is not None:
         on_setup(s)
-    cfg = TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], optimizer=opts["optimizer"],
-                      lr=opts["lr"], weight_decay=opts["weight_decay"], schedule=opts["schedule"],
-                      warmup_epochs=opts["warmup_epochs"], label_smoothing=opts["label_smoothing"],
-                      seed=opts["seed"], early_stopping=opts["early_stopping"], device=device,
-                      num_workers=num_workers, monitor="val_loss")
-    net = s.model
-    entry = getattr(net, "entry", None)
-    config = {
-        "format": "zoo-run",
-        "version": 1,
-        "command": command_line,
-        "created": started,
-        "model": None if isinstance(model_ref, ZooModel) else str(model_ref),
-        "base": net.base or net.name,
-        "base_license": getattr(entry, "license", None) or "unknown",
-        "base_origin": getattr(entry, "origin", "") or "",
-        "base_preprocessing": _asdict(net.preprocessing),
-        "data_dir": str(split.root),
-        "classes": split.classes,
-        "options": opts,
-        "train_config": cfg.to_dict(),
-        "plan": s.plan.describe(),
-        "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "device": str(resolve_device(device))},
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        split.save(out / SPLIT_FILE)
-        with atomic_write(out / "skipped.tsv", "w") as fh:
-            fh.write(skipped_tsv(split.skipped))
-    write_json(out / CONFIG_FILE, config)
-
-    result = train(s.target, s.train_data, s.val_data, cfg, run_dir=out, param_groups=s.plan.param_groups,
-                   resume=resume, progress=progress, callbacks=callbacks)
-
-    # -- the record: model, final metrics, plots, card --------------------------------------------
-    net.to("cpu").eval()
-    net.labels = tuple(split.classes)
-    net.name = out.name
-    summary = _final_metrics(s, cfg)
-    summary.update({"epochs_run": len(result.history), "best_epoch": result.best, "stopped_early": result.stopped_early,
-                    "last_epoch": result.history[-1] if result.history else None, "features": s.features,
-                    "skipped": len(split.skipped), "counts": split.counts()})
-    save_model(net, out, extra={"run": {"data_dir": str(split.root), "strategy": opts["strategy"]}})
-    write_json(out / "metrics.json", summary)
-    write_plots(out, result.history, summary)
-    write_card(out, config, summary, split)
-    return Run(out)
+    if record is None:
+        record = new_record("finetune", command=command, model_ref=None if isinstance(model, ZooModel) else str(model),
+                            base=base_info(s.model, pretrained=config.pretrained), data=folder_identity(split),
+                            config=config, plan=s.plan.describe(), device=str(resolve_device(config.train.device)))
+        run_dir.write_split(split)
+    run_dir.write_record(record)
+    result = _train(s, config, run_dir, resume=resume, progress=progress is not False, callbacks=callbacks)
+    return _finish(s, config, run_dir, record, result)
 
 
-def _asdict(pre: Any) -> dict[str, Any] | None:
-    from dataclasses import asdict
-
-    return asdict(pre) if pre is not None else None
-
-
-def _read_config(out: Path) -> dict[str, Any]:
-    path = out / CONFIG_FILE
-    if not path.is_file():
-        raise RunError(f"cannot resume: {out} holds no {CONFIG_FILE} (no run was started there). Start it "
-                       "without --resume.")
-    try:
-        config = json.loads(path.read_text("utf-8"))
-        config["options"]
-    except (ValueError, KeyError) as err:
-        raise RunError(f"{path} is damaged ({err}); start a new run in another folder.") from err
-    if not (out / "checkpoint.pt").is_file():
-        raise RunError(f"cannot resume: {out} has no checkpoint.pt (the run stopped before its first "
-                       "checkpoint). Remove the folder and start again.")
-    return config
+def default_out(data_dir: str | Path) -> Path:
+    """Where a run on ``data_dir`` goes when no folder is given: ``runs/<data folder name>``, numbered
+    (``-2``, ``-3``...) when taken."""
+    return RunDir.fresh(Path(data_dir).expanduser().resolve().name).path
 
 
-def _final_metrics(s: Setup, cfg: TrainConfig) -> dict[str, Any]:
-    """Per-part reports (val, and test when the folder has one) from the trained model."""
-    from .metrics import classification_report
+def _start(model: Any, data_dir: Path, config: FinetuneConfig | None, options: dict[str, Any],
+           out: str | Path | None, command: str | None) -> tuple[RunDir, FinetuneConfig, Split, str]:
+    """A new run: the config (schedule chosen per strategy), a free folder, the split, the command."""
+    given = (config or FinetuneConfig()).with_options(**options)
+    run_dir = RunDir(out if out is not None else default_out(data_dir))
+    if run_dir.holds_run():
+        raise RunError(f"{run_dir.path} already holds a run. Continue it with --resume (resume=True), or pass "
+                       "another --out to start a new one.")
+    split = scan(data_dir, valid_pct=given.valid_pct, seed=given.seed)
+    return run_dir, given.with_defaults(), split, command or _python_command(model, data_dir, given)
 
-    out: dict[str, Any] = {}
-    parts = [p for p in ("val", "test") if s.split.parts.get(p)]
-    for part in parts:
+
+def _resume(model: Any, out: str | Path | None, config: FinetuneConfig | None, changes: dict[str, Any],
+            command: str | None) -> tuple[RunDir, FinetuneConfig, dict[str, Any], Split, Any]:
+    """An interrupted run: its stored config with ``changes``, its record, split (re-verified) and model."""
+    from .record import resume_config
+
+    if out is None:
+        raise RunError("resume needs the run folder: pass out=... (--out RUN_DIR) of the interrupted run.")
+    if config is not None:
+        raise ConfigError("resume continues with the stored config; pass only the options to change, as keywords "
+                          "(epochs=..., device=...).", option="config")
+    run_dir = RunDir(out)
+    config, record = resume_config(run_dir, changes)
+    if changes:
+        record["config"] = config.to_dict()
+        record.setdefault("resumed", []).append({"command": command, "changed": sorted(changes)})
+    split = run_dir.read_split(verify=True)
+    model_ref = model if isinstance(model, ZooModel) else (record.get("model") or record["base"]["name"])
+    return run_dir, config, record, split, model_ref
+
+
+def _python_command(model: Any, data_dir: Path, config: FinetuneConfig) -> str:
+    """``zoo.finetune.fit(...)`` with the options that differ from the defaults, for the record."""
+    default, mine = FinetuneConfig().to_dict(), config.to_dict()
+    changed = {k: v for k, v in mine.items() if k != "train" and v != default[k]}
+    changed.update({k: v for k, v in mine["train"].items() if v != default["train"][k]})
+    shown = "".join(f", {k}={v!r}" for k, v in changed.items())
+    name = model.name if isinstance(model, ZooModel) else str(model)
+    return f"zoo.finetune.fit({name!r}, {str(data_dir)!r}{shown})"
+
+
+def _train(s: Setup, config: FinetuneConfig, run_dir: RunDir, *, resume: bool, progress: bool,
+           callbacks: dict[str, list[Callable]] | None) -> TrainResult:
+    """The loop over ``s.target``, with the best epoch's weights kept in the run folder."""
+    from zoo.registry import env
+
+    cfg = config.loop_config()
+    events = {k: list(v) for k, v in (callbacks or {}).items()}
+    # First, so a caller's callback that stops the run cannot skip it.
+    events.setdefault("on_epoch_end", []).insert(0, BestWeights(run_dir, cfg.monitor,
+                                                                write=env.distributed().rank == 0))
+    return train(s.target, s.train_data, s.val_data, cfg, run_dir=run_dir.path, param_groups=s.plan.param_groups,
+                 resume=resume, progress=progress, callbacks=events)
+
+
+def _finish(s: Setup, config: FinetuneConfig, run_dir: RunDir, record: dict[str, Any], result: TrainResult) -> Run:
+    """The best epoch's weights back in place, the reports per part, and the finished folder."""
+    weights_epoch = restore_best(run_dir, s.target, result)
+    cfg = config.loop_config()
+    reports = part_reports(s.target, _eval_parts(s), s.split.classes, batch_size=cfg.eval_batch_size,
+                           device=cfg.device)
+    finish_run(run_dir, s.model, record=record, result=result, reports=reports, weights_epoch=weights_epoch,
+               split=s.split, extra={"weights": "best", "features": s.features, "skipped": len(s.split.skipped),
+                                     "counts": s.split.counts()})
+    return Run(run_dir.path)
+
+
+def _eval_parts(s: Setup) -> dict[str, Dataset]:
+    """``val``, and ``test`` when the folder has one, in the form the target takes."""
+    parts: dict[str, Dataset] = {"val": s.val_data}
+    if s.split.parts.get("test"):
         if s.features is not None:
-            data = s.val_data if part == "val" else _feature_part(s, part)
-            target = s.model.head
+            from safetensors.torch import load_file
+
+            feats = load_file(s.features["test"]["cache"])["features"]
+            parts["test"] = TensorDataset(feats, torch.tensor(s.split.labels("test"), dtype=torch.long))
         else:
             from .features import LabelledImages
 
-            data = s.val_data if part == "val" else LabelledImages(
-                s.split.paths(part), s.split.labels(part), s.model.transforms, mode=s.model.image_mode)
-            target = s.model
-        ev = evaluate(target, data, batch_size=cfg.eval_batch_size, device=cfg.device)
-        target.to("cpu")
-        report = classification_report(ev["targets"].tolist(), ev["predictions"].tolist(), s.split.classes)
-        report["loss"] = ev["loss"]
-        out[part] = report
-    return out
-
-
-def _feature_part(s: Setup, part: str) -> Dataset:
-    from safetensors.torch import load_file
-
-    feats = load_file(s.features[part]["cache"])["features"]
-    return TensorDataset(feats, torch.tensor(s.split.labels(part), dtype=torch.long))
+            parts["test"] = LabelledImages(s.split.paths("test"), s.split.labels("test"), s.model.transforms,
+                                           mode=s.model.image_mode)
+    return parts

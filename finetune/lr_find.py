@@ -1,17 +1,20 @@
 """The learning-rate finder: a short sweep with an exponentially growing learning rate.
 
 Owns: ``lr_find`` (model + data folder, prepared exactly as ``fit`` would for the same strategy),
-``sweep`` (the sweep on any model and dataset) and ``LRFindResult``. The loss is smoothed with a
-bias-corrected moving average; the sweep stops once the smoothed loss exceeds four times its best;
-the suggestion is the learning rate where the smoothed loss falls fastest against log(lr). The
-weights and RNG state are restored afterwards, so the sweep leaves no trace. This is not a training
-loop (it never evaluates, checkpoints or schedules): fine-tuning itself goes through
-``zoo.finetune.loop``. May import ``zoo``; never ``zoo.cli``.
+``sweep`` (the sweep on any model and dataset), ``LRFinder`` (the callback that records it) and
+``LRFindResult``. The sweep is the one training loop (``zoo.finetune.loop.train``) run for
+``num_iter`` steps with the ``exponential`` schedule, so it steps exactly as training will (optimizer,
+AMP, channels_last, workers, clipping); ``LRFinder`` smooths the loss with a bias-corrected moving
+average and stops the loop once the smoothed loss exceeds four times its best; the suggestion is the
+learning rate where the smoothed loss falls fastest against log(lr). The weights, the training mode
+and the global random generators are restored afterwards, so the sweep leaves no trace.
+May import ``zoo``; never ``zoo.cli``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +22,19 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
-__all__ = ["LRFindResult", "lr_find", "sweep"]
+from zoo.device import resolve_device
+from zoo.errors import ConfigError
+
+from .batches import dataset_size
+from .callbacks import add_callbacks
+from .config import FinetuneConfig
+from .loop import StopTraining, train
+from .state import capture_rng, restore_rng
+from .train_config import TrainConfig
+
+__all__ = ["LRFindResult", "LRFinder", "lr_find", "sweep"]
 
 
 @dataclass
@@ -75,103 +89,126 @@ def _suggest(lrs: list[float], losses: list[float]) -> float | None:
     return lrs[best_i] if best_i is not None else None
 
 
+@dataclass
+class LRFinder:
+    """A training-loop callback that records the LR range test: each step's learning rate and loss,
+    the loss smoothed (moving average with ``beta``, bias-corrected), and ``StopTraining`` once the
+    smoothed loss is not finite or exceeds ``diverge`` times its best. Give it to ``train`` with the
+    ``exponential`` schedule (as ``sweep`` does) and read ``result()``."""
+
+    beta: float = 0.98  # smoothing of the loss
+    diverge: float = 4.0  # stop when the smoothed loss exceeds this times the best
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    raw_losses: list[float] = field(default_factory=list)
+    average: float = 0.0  # the moving average before bias correction
+
+    def on_step_end(self, info: dict[str, Any]) -> None:
+        value = float(info["loss"])
+        self.average = self.beta * self.average + (1 - self.beta) * value
+        smooth = self.average / (1 - self.beta ** (len(self.lrs) + 1))
+        self.lrs.append(info["lr"])
+        self.losses.append(smooth)
+        self.raw_losses.append(value)
+        if not math.isfinite(smooth) or smooth > self.diverge * min(self.losses):
+            raise StopTraining
+
+    def result(self) -> LRFindResult:
+        """The sweep with its ``suggestion`` (steepest fall) and ``min_loss_lr``."""
+        result = LRFindResult(lrs=list(self.lrs), losses=list(self.losses), raw_losses=list(self.raw_losses))
+        result.suggestion = _suggest(result.lrs, result.losses)
+        if result.losses:
+            result.min_loss_lr = result.lrs[min(range(len(result.losses)), key=result.losses.__getitem__)]
+        return result
+
+
 def sweep(model: nn.Module, dataset: Any, *, param_groups: list[dict] | None = None, start_lr: float = 1e-7,
-          end_lr: float = 10.0, num_iter: int = 100, batch_size: int = 64, weight_decay: float = 0.0,
-          beta: float = 0.98, diverge: float = 4.0, device: str | torch.device = "cpu", seed: int = 0
-          ) -> LRFindResult:
-    """Run the sweep on ``model`` and ``dataset`` (yielding ``(x, y)``); weights are restored after.
+          end_lr: float = 10.0, num_iter: int = 100, batch_size: int | None = None,
+          weight_decay: float | None = None, device: str | torch.device | None = None, seed: int | None = None,
+          config: TrainConfig | None = None) -> LRFindResult:
+    """Run the LR range test on ``model`` and ``dataset``; weights, mode and generators are restored after.
+
+    The training loop runs ``num_iter`` steps while the learning rate climbs exponentially from
+    ``start_lr`` to ``end_lr`` (an ``LRFinder`` records it and stops it on divergence); the data is
+    shuffled per epoch as in training, in full batches when there are enough samples.
 
     Args:
-        model: trains with cross-entropy on ``dataset``.
+        model: trains with cross-entropy (and ``config``'s label smoothing) on ``dataset``.
+        dataset: ``(x, y)`` samples, as ``train`` takes them.
         param_groups: as for the loop (``lr_scale`` multiplies each step's lr); default all trainable.
         start_lr, end_lr, num_iter: the exponential ramp.
-        beta: smoothing of the loss (moving average, bias-corrected).
-        diverge: stop when the smoothed loss exceeds this times the best.
+        batch_size, weight_decay, device, seed: replace ``config``'s (without a config: 64, 0.0,
+            ``"cpu"`` and 0).
+        config: the options of the run the learning rate is for: the sweep steps with its optimizer,
+            AMP, channels_last, workers, clipping and label smoothing; its lr, schedule, epochs,
+            warm-up, early stopping and checkpoints are the sweep's own. Default: AdamW.
+
+    Returns:
+        ``LRFindResult``: per step ``lrs`` and smoothed ``losses``, and the ``suggestion``.
 
     Raises:
-        ValueError: bad ramp.
-    """
-    from torch.utils.data import DataLoader, RandomSampler
+        ConfigError: a bad ramp (need 0 < start_lr < end_lr and num_iter >= 2).
 
+    Example:
+        >>> sweep(net, TensorDataset(x, y), num_iter=50, batch_size=32).suggestion   # doctest: +SKIP
+    """
     if not 0 < start_lr < end_lr or num_iter < 2:
-        raise ValueError(f"need 0 < start_lr < end_lr and num_iter >= 2, got {start_lr}, {end_lr}, {num_iter}")
-    dev = torch.device(device)
-    saved = copy.deepcopy(model.state_dict())
-    rng = torch.get_rng_state()
-    was_training = model.training
-    model.to(dev).train()
-    torch.manual_seed(seed)
-    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    groups = [dict(g, params=[p for p in g["params"] if p.requires_grad]) for g in groups]
-    groups = [dict(g, lr=start_lr * g.get("lr_scale", 1.0)) for g in groups if g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=start_lr, weight_decay=weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    sampler = RandomSampler(dataset, replacement=True, num_samples=num_iter * batch_size)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler)
-    ratio = (end_lr / start_lr) ** (1 / (num_iter - 1))
-    result = LRFindResult()
-    avg, best = 0.0, math.inf
+        raise ConfigError(f"the LR sweep needs 0 < start_lr < end_lr and num_iter >= 2, got start_lr={start_lr}, "
+                          f"end_lr={end_lr}, num_iter={num_iter}; fix the range")
+    base = config or TrainConfig(weight_decay=0.0, device="cpu")
+    given = {"batch_size": batch_size, "weight_decay": weight_decay, "seed": seed,
+             "device": str(device) if device is not None else None}
+    base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    n = dataset_size(dataset)
+    full = n >= base.batch_size
+    per_epoch = len(dataset) if isinstance(dataset, DataLoader) else max(1, n // base.batch_size if full else 1)
+    cfg = dataclasses.replace(base, lr=end_lr, min_lr_ratio=start_lr / end_lr, schedule="exponential",
+                              warmup_epochs=0.0, epochs=math.ceil(num_iter / per_epoch), max_steps=num_iter,
+                              early_stopping=None, drop_last=full, checkpoint_interval=0.0)
+    finder = LRFinder()
+    saved, was_training = copy.deepcopy(model.state_dict()), model.training
+    dev = resolve_device(cfg.device)
+    rng = capture_rng(dev)
     try:
-        for i, (x, y) in enumerate(loader):
-            if i >= num_iter:
-                break
-            lr = start_lr * ratio ** i
-            for g in optimizer.param_groups:
-                g["lr"] = lr * g.get("lr_scale", 1.0)
-            loss = loss_fn(model(x.to(dev)), y.to(dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
-            avg = beta * avg + (1 - beta) * value
-            smooth = avg / (1 - beta ** (i + 1))
-            result.lrs.append(lr)
-            result.losses.append(smooth)
-            result.raw_losses.append(value)
-            best = min(best, smooth)
-            if not math.isfinite(smooth) or smooth > diverge * best:
-                break
+        train(model, dataset, None, cfg, param_groups=param_groups, callbacks=add_callbacks({}, finder),
+              progress=False)
     finally:
         model.load_state_dict(saved)
         model.train(was_training)
-        torch.set_rng_state(rng)
-    result.suggestion = _suggest(result.lrs, result.losses)
-    if result.losses:
-        result.min_loss_lr = result.lrs[min(range(len(result.losses)), key=result.losses.__getitem__)]
-    return result
+        restore_rng(rng, dev)
+    return finder.result()
 
 
-def lr_find(model: Any, data_dir: str | Path, *, strategy: str = "linear", cut: str | None = None,
-            unfreeze_from: str | None = None, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
-            batch_size: int = 64, valid_pct: float = 0.2, seed: int = 0, start_lr: float = 1e-7,
-            end_lr: float = 10.0, num_iter: int = 100, augment: bool = True, cache_features: bool = True,
-            device: str = "auto", num_workers: int = 0, progress: bool = False) -> LRFindResult:
-    """Suggest a learning rate for ``fit`` with the same model, data and strategy.
+def lr_find(model: Any, data_dir: str | Path, config: FinetuneConfig | None = None, *, start_lr: float = 1e-7,
+            end_lr: float = 10.0, num_iter: int = 100, progress: bool = False, **options: Any) -> LRFindResult:
+    """Suggest a learning rate for ``fit`` with the same model, data and config.
 
     Args:
         model: a registry name, a saved model/run folder, or a ZooModel.
         data_dir: the image folder ``fit`` would get.
-        strategy, cut, unfreeze_from, head, hidden, dropout, augment, cache_features: as for ``fit``.
+        config: the ``FinetuneConfig`` ``fit`` would get (strategy, cut, head, augmentation, batch size,
+            seed...); ``**options`` change its fields as for ``fit``.
         start_lr, end_lr, num_iter: the sweep.
+        progress: a progress bar while ``linear`` computes its features.
 
     Returns:
         The sweep; ``suggestion`` is the learning rate to pass as ``lr``.
 
     Raises:
-        DataError, UnknownLayerError: as ``fit``.
+        DataError, UnknownLayerError, ConfigError: as ``fit``.
 
     Example:
-        >>> zoo.finetune.lr_find("resnet18", "photos/").suggestion    # doctest: +SKIP
+        >>> zoo.finetune.lr_find("resnet18", "photos/", strategy="full").suggestion    # doctest: +SKIP
         0.0031
     """
     from .data import scan
     from .fit import setup
     from .loop import resolve_device
 
-    split = scan(data_dir, valid_pct=valid_pct, seed=seed)
-    s = setup(model, split, strategy=strategy, cut=cut, unfreeze_from=unfreeze_from, head=head, hidden=hidden,
-              dropout=dropout, augment=augment, cache_features=cache_features, seed=seed, batch_size=batch_size,
-              device=device, num_workers=num_workers, progress=progress)
-    bs = min(batch_size, len(s.train_data))
+    config = (config or FinetuneConfig()).with_options(**options)
+    split = scan(data_dir, valid_pct=config.valid_pct, seed=config.seed)
+    s = setup(model, split, config, progress=progress)
+    bs = min(config.train.batch_size, len(s.train_data))
     return sweep(s.target, s.train_data, param_groups=s.plan.param_groups, start_lr=start_lr, end_lr=end_lr,
-                 num_iter=num_iter, batch_size=bs, device=resolve_device(device), seed=seed)
+                 num_iter=num_iter, batch_size=bs, device=resolve_device(config.train.device), seed=config.seed,
+                 config=config.train)

@@ -54,7 +54,8 @@ RECIPES: dict[str, Recipe] = {
                                           schedule="onecycle", epochs=20, batch_size=128, label_smoothing=0.1),
                         augment="crop_flip",
                         note="Szegedy et al. 2015 used SGD momentum 0.9; here with a one-cycle schedule for 28-32 px"),
-    **{f"resnet{d}": Recipe(f"resnet{d}", _RESNET.config, _RESNET.augment, _RESNET.note) for d in (18, 34, 50, 101, 152)},
+    **{f"resnet{d}": Recipe(f"resnet{d}", _RESNET.config, _RESNET.augment, _RESNET.note)
+       for d in (18, 34, 50, 101, 152)},
 }
 
 

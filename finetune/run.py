@@ -1,34 +1,24 @@
-"""Run directories: the complete record a fine-tuning run leaves, and the ``Run`` object that reads it.
+"""The ``Run`` object: one type that opens every run folder, fine-tuned or trained from scratch.
 
-A run folder holds::
-
-    model.safetensors, model.json   the fine-tuned model (``zoo.load(run_dir)`` rebuilds it)
-    config.json                     every option, the exact command, the base model and its licence
-    split.json, skipped.tsv         the split manifest (files, classes, seed, sha256) and the skip list
-    metrics.jsonl, metrics.json     per-epoch rows (the loop's) and the final per-class report
-    checkpoint.pt                   the loop's last checkpoint (``--resume``)
-    README.md                       the model card
-    curves.png, confusion.png       plots, when matplotlib is installed
-
-Owns: ``Run`` (``path``, ``config``, ``history``, ``summary``, lazy ``model``, ``evaluate``,
-``predict``), ``load_run``, ``register_run`` (a local registry entry for a run), and the writers of
-the card and plots. May import ``zoo`` and ``zoo.registry``; never ``zoo.cli``.
+Owns: ``Run`` (``path``, ``record``, ``config``, ``kind``, ``base``, ``classes``, ``history``,
+``summary``, lazy ``model``, ``evaluate``, ``predict``, ``row`` for side-by-side tables),
+``load_run`` (a finished run) and ``compare_runs`` (the rows behind ``zoo runs``). The folder's
+layout is ``RunDir``'s; writing a run is ``zoo.finetune.record``'s. May import ``zoo`` and
+``zoo.registry``; never ``zoo.cli``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo._io import atomic_write, file_digest, write_json
-from zoo.errors import ImageError, RegistryError, RunError
+from zoo.errors import ImageError, RunError
 
-__all__ = ["Run", "load_run", "register_run", "write_card", "write_plots", "REQUIRED_FILES"]
+from .config import FinetuneConfig
+from .rundir import RunDir
 
-REQUIRED_FILES = ("config.json", "split.json", "model.json", "model.safetensors")
+__all__ = ["Run", "load_run", "compare_runs"]
 
 
 class Run:
@@ -36,7 +26,8 @@ class Run:
 
     Attributes:
         path: the folder.
-        config: ``config.json`` (options, command, base model).
+        dir: its ``RunDir`` (the paths of its files).
+        record: ``config.json`` (the config, the exact command, the base model, the data's identity).
 
     Example:
         >>> run = load_run("runs/photos")                          # doctest: +SKIP
@@ -45,61 +36,82 @@ class Run:
     """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path).expanduser()
-        config = self.path / "config.json"
-        if not self.path.is_dir():
-            raise RunError(f"no run folder at {self.path}; pass the --out folder of `zoo finetune`.")
-        if not config.is_file():
-            raise RunError(f"{self.path} is not a run folder: it has no config.json. Pass the --out folder "
-                           "of `zoo finetune`.")
-        try:
-            self.config: dict[str, Any] = json.loads(config.read_text("utf-8"))
-        except ValueError as err:
-            raise RunError(f"{config} is not valid JSON ({err}); the run folder is damaged.") from err
+        self.dir = RunDir(path)
+        self.path = self.dir.path
+        self.record: dict[str, Any] = self.dir.read_record()
         self._model = None
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, base={self.config.get('base')!r}, complete={self.complete})"
+        return f"Run({str(self.path)!r}, kind={self.kind!r}, base={self.base!r}, complete={self.complete})"
+
+    @property
+    def kind(self) -> str:
+        """``finetune`` or ``scratch``."""
+        return self.record.get("kind", "finetune")
+
+    @property
+    def config(self) -> FinetuneConfig:
+        """The run's options (``FinetuneConfig``), as it ran them.
+
+        Raises:
+            RunError: the record was written by an older zoo and holds no config of this form.
+        """
+        if not isinstance(self.record.get("config"), dict):
+            raise RunError(f"{self.dir.config} was written by an older zoo and holds no FinetuneConfig; its model "
+                           "still loads, predicts and evaluates.")
+        return FinetuneConfig.from_dict(self.record["config"])
+
+    @property
+    def base(self) -> str:
+        """The model the run started from (for a run from scratch: the architecture's entry)."""
+        base = self.record.get("base")
+        return base.get("name", "") if isinstance(base, dict) else str(base or "")
+
+    @property
+    def command(self) -> str:
+        return str(self.record.get("command") or "")
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The data's identity: ``kind`` (``folder`` or ``dataset``), ``name``, ``classes``..."""
+        data = self.record.get("data")
+        if isinstance(data, dict):
+            return data
+        return {"kind": "folder", "name": Path(self.record.get("data_dir", "")).name,
+                "root": self.record.get("data_dir", ""), "classes": self.record.get("classes", [])}
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.data.get("classes", []))
 
     @property
     def complete(self) -> bool:
         """True when training finished and the model was saved."""
-        return all((self.path / name).is_file() for name in REQUIRED_FILES)
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.config.get("classes", []))
+        return not self.dir.missing(split=self.data["kind"] == "folder")
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        """Per-epoch rows from ``metrics.jsonl``; an epoch redone after a resume counts once (the last)."""
-        rows: dict[int, dict[str, Any]] = {}
-        path = self.path / "metrics.jsonl"
-        if path.is_file():
-            for line in path.read_text("utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    rows[int(row.get("epoch", len(rows) + 1))] = row
-        return [rows[k] for k in sorted(rows)]
+        """Per-epoch rows of the loop's log; an epoch redone after a resume counts once (the last)."""
+        return self.dir.read_history()
 
     @property
     def summary(self) -> dict[str, Any]:
-        """``metrics.json``: the final report per part (``val``, ``test``), best epoch, feature cache."""
-        path = self.path / "metrics.json"
-        if not path.is_file():
-            raise RunError(f"{self.path} has no metrics.json: the run did not finish. Resume it with "
-                           f"`zoo finetune {self.config.get('base', 'MODEL')} DATA --out {self.path} --resume`.")
-        return json.loads(path.read_text("utf-8"))
+        """``metrics.json``: the final report per part (``val``, ``test``), the best epoch, the epoch
+        whose weights were saved, the training time."""
+        summary = self.dir.read_summary()
+        if summary is None:
+            raise RunError(f"{self.path} has no {self.dir.summary.name}: the run did not finish. Resume it with "
+                           f"`{self.resume_command()}`.")
+        return summary
 
     @property
     def split(self):
-        from .data import load_split
-
-        return load_split(self.path)
+        """The split manifest of a run on a folder (``zoo.finetune.data.Split``)."""
+        return self.dir.read_split()
 
     @property
     def model(self):
-        """The fine-tuned model (``zoo.load(run.path)``), loaded on first use, in eval mode."""
+        """The trained model (``zoo.load(run.path)``), loaded on first use, in eval mode."""
         if self._model is None:
             self._require_complete()
             from zoo.factory import load
@@ -107,12 +119,40 @@ class Run:
             self._model = load(self.path)
         return self._model
 
+    def resume_command(self) -> str:
+        """The command that continues this run after an interruption."""
+        model = self.record.get("model") or self.base or "MODEL"
+        if self.kind == "scratch":
+            data = self.data.get("root") or self.data.get("name")
+            return f"zoo train {model} --data {data} --out {self.path} --resume"
+        return f"zoo finetune {model} {self.data.get('root', 'DATA')} --out {self.path} --resume"
+
+    def row(self) -> dict[str, Any]:
+        """This run as one row of a side-by-side table (``zoo runs``): model, strategy, data, epochs,
+        the best epoch by the monitored validation metric, the final val/test accuracy, training time.
+        An unfinished run gives what its log holds. Numbers are numbers or None."""
+        history, summary = self.history, self.dir.read_summary() or {}
+        cfg = self.record.get("config") if isinstance(self.record.get("config"), dict) else {}
+        monitor = (cfg.get("train") or {}).get("monitor", "val_loss")
+        held_out = self.data["kind"] == "folder"  # a built-in data set's per-epoch figures are on its test split
+        best = summary.get("best_epoch") or _best_row(history, monitor)
+        return {
+            "run": str(self.path), "model": self.base, "kind": self.kind,
+            "strategy": "scratch" if self.kind == "scratch" else cfg.get("strategy"),
+            "data": self.data.get("name"), "epochs": len(history), "epochs_planned": cfg.get("epochs"),
+            "monitor": monitor, "best_value": best.get(monitor) if held_out else None,
+            "best_epoch": best.get("epoch") if held_out else None, "weights_epoch": summary.get("weights_epoch"),
+            "val_accuracy": (summary.get("val") or {}).get("accuracy"),
+            "test_accuracy": (summary.get("test") or {}).get("accuracy"),
+            "seconds": summary.get("train_seconds", sum(r.get("seconds", 0.0) for r in history)),
+            "complete": self.complete,
+        }
+
     def _require_complete(self) -> None:
-        missing = [name for name in REQUIRED_FILES if not (self.path / name).is_file()]
+        missing = self.dir.missing(split=self.data["kind"] == "folder")
         if missing:
             raise RunError(f"run {self.path} is incomplete (missing {', '.join(missing)}): training did not "
-                           f"finish. Resume it with `zoo finetune {self.config.get('base', 'MODEL')} "
-                           f"{self.config.get('data_dir', 'DATA')} --out {self.path} --resume`.")
+                           f"finish. Resume it with `{self.resume_command()}`.")
 
     def evaluate(self, data_dir: str | Path, *, batch_size: int = 64, device: str = "auto",
                  num_workers: int = 0) -> dict[str, Any]:
@@ -170,7 +210,8 @@ class Run:
                 probs = torch.softmax(model(torch.stack([x for _, x in pending])).float(), dim=1)
             values, indices = probs.topk(k, dim=1)
             for (i, _), vs, ix in zip(pending, values.tolist(), indices.tolist(), strict=True):
-                results[i]["top"] = [{"label": labels[j], "index": j, "probability": v} for v, j in zip(vs, ix, strict=True)]
+                results[i]["top"] = [{"label": labels[j], "index": j, "probability": v}
+                                     for v, j in zip(vs, ix, strict=True)]
             pending.clear()
 
         for src in images:
@@ -197,265 +238,31 @@ def load_run(path: str | Path) -> Run:
     return run
 
 
-# ----------------------------------------------------------------------------------------------
-# Registering a run as a local registry entry.
-
-_NAME_PART = re.compile(r"[^a-z0-9_\-]+")
-
-
-def _entry_name(run: Run, name: str | None) -> str:
-    from zoo.registry.schema import NAME_RE
-
-    if name is None:
-        arch = _NAME_PART.sub("-", run.path.resolve().name.lower()).strip("-_") or "run"
-        name = f"{arch}.local"
-    name = name.lower()
-    if "." not in name:
-        name = f"{name}.local"
-    if not NAME_RE.match(name):
-        raise RegistryError(f"{name!r} is not a valid entry name: use 'arch.tag' in lower case (letters, digits, "
-                            "'_' and '-'), e.g. 'flowers.ft1'.")
-    return name
+def _best_row(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]:
+    rows = [r for r in history if r.get(monitor) is not None]
+    if not rows:
+        return {}
+    pick = max if monitor.endswith("acc") else min
+    return pick(rows, key=lambda r: r[monitor])
 
 
-def register_run(path: str | Path, *, name: str | None = None, force: bool = False) -> tuple[str, Path]:
-    """Write a local registry entry for a finished run, so ``zoo list --source local`` shows it and
-    ``zoo.load(name)`` loads it.
-
-    The entry file goes to ``<config dir>/registry/<name>.json`` (``zoo.registry.env.config_dir``);
-    its weights source is the run's ``model.safetensors`` as a ``file://`` URL, with its sha256, so a
-    team can copy the run folder to a share and point the URL at it.
-
-    Args:
-        path: the run folder.
-        name: the entry name (``arch.tag``; a bare word gets ``.local``); default from the folder name.
-        force: replace an entry file this function wrote before for the same name.
-
-    Returns:
-        (entry name, entry file).
+def compare_runs(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """``Run.row()`` for each run folder; a folder that is not a run but holds runs stands for them all.
 
     Raises:
-        RunError: the run is incomplete.
-        RegistryError: a bad name, or the name is taken by another entry.
+        RunError: a path is neither a run folder nor a folder of runs.
+
+    Example:
+        >>> rows = compare_runs(["runs/photos", "runs/photos-2"])   # doctest: +SKIP
+        >>> [(r["strategy"], r["test_accuracy"]) for r in rows]      # doctest: +SKIP
     """
-    from zoo.registry import catalog, env
-    from zoo.registry.catalog import load_entry_file
-
-    run = load_run(path)
-    entry_name = _entry_name(run, name)
-    folder = env.config_dir() / "registry"
-    target = folder / f"{entry_name}.json"
-    existing = catalog().resolve(entry_name)
-    if existing is not None and not (force and target.is_file()):
-        raise RegistryError(f"the name {entry_name!r} is already taken"
-                            f"{' by ' + existing if existing != entry_name else ''}; pass another --name"
-                            f"{' or --force to replace your own entry' if target.is_file() else ''}.")
-    info = json.loads((run.path / "model.json").read_text("utf-8"))
-    pre = info.get("preprocessing") or run.config.get("base_preprocessing")
-    if not pre:
-        raise RunError(f"{run.path} records no preprocessing; it cannot be registered.")
-    pre = {k: v for k, v in pre.items() if v is not None}
-    pre.pop("mean_file", None)  # a Caffe mean file is a role of the base entry, not of this one
-    weights = (run.path / "model.safetensors").resolve()
-    summary = run.summary if (run.path / "metrics.json").is_file() else {}
-    metrics = []
-    for part in ("val", "test"):
-        if part in summary:
-            metrics.append({"dataset": f"{run.path.resolve().name}/{part}", "metric": "top1",
-                            "value": round(100 * float(summary[part]["accuracy"]), 3),
-                            "protocol": f"fine-tuned {run.config.get('options', {}).get('strategy', '')}",
-                            "source": str(run.path.resolve())})
-    base_license = run.config.get("base_license") or "unknown"
-    entry = {
-        "name": entry_name,
-        "architecture": {"library": "run", "builder": str(run.path.resolve())},
-        "files": [{"role": "weights", "filename": "model.safetensors", "format": "safetensors",
-                   "size": weights.stat().st_size,
-                   "sources": [{"url": weights.as_uri()}],
-                   "checksum": {"sha256": file_digest(weights)}}],
-        "license": base_license,
-        "preprocessing": pre,
-        "head": {"num_classes": len(run.classes), "labels": run.classes},
-        "metrics": metrics,
-        "description": f"{run.config.get('base', '?')} fine-tuned on {run.config.get('data_dir', '?')} "
-                       f"({run.config.get('options', {}).get('strategy', '?')}).",
-        "origin": str(run.path.resolve()),
-        "recipe": run.config.get("command") or "",
-        "tags": ["fine-tuned", "local"],
-    }
-    if base_license == "unknown":
-        entry["license_note"] = "inherits the base model's licence, which its entry does not name"
-    document = {"schema": 1, "entries": [entry]}
-    # Validate before writing: a broken file in the user registry would break every `zoo list`.
-    load_entry_file(target, text=json.dumps(document), collection="local")
-    write_json(target, document)
-    return entry_name, target
-
-
-# ----------------------------------------------------------------------------------------------
-# The card and the plots.
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
-def write_card(out: Path, config: dict[str, Any], summary: dict[str, Any], split) -> Path:
-    """``README.md``: base model and licence, data summary with class balance, metrics, the command,
-    and how to load the result."""
-    from .data import balance_table
-
-    opts = config.get("options", {})
-    lines = [
-        "---",
-        f"license: {config.get('base_license', 'unknown')}",
-        f"base_model: {config.get('base')}",
-        "library_name: zoo",
-        "tags: [image-classification, fine-tuned, zoo]",
-        "---",
-        "",
-        f"# {out.name}",
-        "",
-        f"`{config.get('base')}` fine-tuned with strategy **{opts.get('strategy')}** on `{config.get('data_dir')}` "
-        f"({len(split.classes)} classes).",
-        "",
-        "## Base model",
-        "",
-        f"- name: `{config.get('base')}`",
-        f"- licence: {config.get('base_license', 'unknown')} (the fine-tuned weights are a derivative of the base "
-        "weights: check that their licence allows your use)",
-    ]
-    if config.get("base_origin"):
-        lines.append(f"- origin: {config['base_origin']}")
-    plan = config.get("plan", {})
-    lines += [
-        f"- strategy: {opts.get('strategy')}"
-        + (f", cut at `{opts.get('cut')}`" if opts.get("cut") else "")
-        + (f", unfrozen from `{plan.get('unfreeze_from')}`" if plan.get("unfreeze_from") else "")
-        + f"; head: {opts.get('head')}"
-        + (f" (hidden {opts.get('hidden')}, dropout {opts.get('dropout')})" if opts.get("head") == "mlp" else "")
-        + f"; trainable parameters {plan.get('trainable_params', 0):,} of "
-          f"{plan.get('trainable_params', 0) + plan.get('frozen_params', 0):,}",
-        "",
-        "## Data",
-        "",
-        f"Folder `{config.get('data_dir')}`, layout `{split.layout}`, split seed {split.seed}"
-        + (f", {100 * split.valid_pct:.0f}% of each class held out for validation" if split.valid_pct else "")
-        + f". {len(split.skipped)} file(s) skipped (see `skipped.tsv`). Every file, its class and sha256 are in "
-          "`split.json`.",
-        "",
-        "```",
-        balance_table(split),
-        "```",
-        "",
-        "## Metrics",
-        "",
-    ]
-    for part in ("val", "test"):
-        report = summary.get(part)
-        if not report:
-            continue
-        lines += [f"**{part}** ({report['n']} images): accuracy {_pct(report['accuracy'])}, macro precision "
-                  f"{_pct(report['macro_precision'])}, macro recall {_pct(report['macro_recall'])}", "",
-                  "| class | precision | recall | support |", "| --- | ---: | ---: | ---: |"]
-        for label in report["labels"]:
-            c = report["per_class"][label]
-            lines.append(f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['support']} |")
-        lines.append("")
-    best = summary.get("best_epoch") or {}
-    if best:
-        lines += [f"Best epoch {best.get('epoch')} of {summary.get('epochs_run')} (val loss "
-                  f"{best.get('val_loss', float('nan')):.4f}); per-epoch figures in `metrics.jsonl`"
-                  + (", curves in `curves.png`, confusion in `confusion.png`." if (out / "curves.png").exists() else "."),
-                  ""]
-    lines += [
-        "## Training",
-        "",
-        "```",
-        str(config.get("command")),
-        "```",
-        "",
-        "Options: " + ", ".join(f"{k}={v}" for k, v in opts.items()) + ".",
-        "",
-        "## Use",
-        "",
-        "```python",
-        "import zoo",
-        f"model = zoo.load({str(out)!r})          # classifier with labels and preprocessing",
-        "x = model.transforms(zoo.open_image('photo.jpg')).unsqueeze(0)",
-        "probs = model(x).softmax(1)",
-        "```",
-        "",
-        "```",
-        f"zoo predict {out} photo.jpg --top-k 3",
-        f"zoo evaluate {out} DATA_DIR",
-        f"zoo register {out} --name NAME.TAG      # share it as a local registry entry",
-        "```",
-        "",
-        "## Limits",
-        "",
-        "Trained on the images above only; accuracy on other data (other cameras, lighting, classes not in "
-        "the list) is unknown until measured with `zoo evaluate`. The classifier always answers with one of "
-        "its classes.",
-        "",
-    ]
-    path = out / "README.md"
-    with atomic_write(path, "w") as fh:
-        fh.write("\n".join(lines))
-    return path
-
-
-def write_plots(out: Path, history: list[dict[str, Any]], summary: dict[str, Any]) -> list[Path]:
-    """``curves.png`` (loss and accuracy per epoch) and ``confusion.png``; nothing when matplotlib is
-    not installed (the figures are in metrics.jsonl / metrics.json anyway)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    written = []
-    if history:
-        epochs = [r["epoch"] for r in history]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-        ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
-        if all("val_loss" in r for r in history):
-            ax1.plot(epochs, [r["val_loss"] for r in history], label="val")
-        ax1.set_xlabel("epoch")
-        ax1.set_ylabel("loss")
-        ax1.legend()
-        if all(r.get("val_acc") is not None for r in history):
-            ax2.plot(epochs, [r["val_acc"] for r in history], color="C2")
-        ax2.set_xlabel("epoch")
-        ax2.set_ylabel("val accuracy")
-        fig.tight_layout()
-        with atomic_write(out / "curves.png") as fh:
-            fig.savefig(fh, format="png", dpi=100)
-        plt.close(fig)
-        written.append(out / "curves.png")
-    report = summary.get("test") or summary.get("val")
-    if report:
-        import numpy as np
-
-        cm = np.asarray(report["confusion"])
-        labels = report["labels"]
-        size = min(12, 2 + 0.5 * len(labels))
-        fig, ax = plt.subplots(figsize=(size, size))
-        ax.imshow(cm, cmap="Blues")
-        if len(labels) <= 30:
-            ax.set_xticks(range(len(labels)), labels, rotation=90)
-            ax.set_yticks(range(len(labels)), labels)
-            for i in range(len(labels)):
-                for j in range(len(labels)):
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if cm[i, j] > cm.max() / 2 else "black")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"confusion ({'test' if summary.get('test') else 'val'})")
-        fig.tight_layout()
-        with atomic_write(out / "confusion.png") as fh:
-            fig.savefig(fh, format="png", dpi=100)
-        plt.close(fig)
-        written.append(out / "confusion.png")
-    return written
+    rows = []
+    for path in paths:
+        folder = RunDir(path)
+        if not folder.config.is_file() and folder.path.is_dir():
+            inner = sorted(p for p in folder.path.iterdir() if RunDir(p).config.is_file())
+            if inner:
+                rows += [Run(p).row() for p in inner]
+                continue
+        rows.append(Run(folder.path).row())
+    return rows

@@ -1,53 +1,55 @@
 """From-scratch training of the reference architectures: the library function behind ``zoo train``.
 
-Owns: ``train_scratch(arch, data, *, out, ...)``: build ``<arch>.scratch`` (``zoo.archs``) for the data's
-channels, size and classes, train it with the shared loop and the architecture's recipe, test it, and
-write a run folder that ``zoo.load(out)`` reads (``model.safetensors`` + ``model.json``, plus the loop's
-``checkpoint.pt`` and ``metrics.jsonl``). Under ``torchrun`` the loop runs DDP; rank 0 writes.
+Owns: ``scratch_config`` (an architecture's recipe as a ``FinetuneConfig``), ``train_scratch`` (build
+``<arch>.scratch`` from random weights for the data's channels, size and classes, train it with the
+shared loop, and leave the same run folder as ``fit``: ``config.json`` with the exact command and the
+data's identity, the split for a folder, metrics, card, plots, the model) and ``build_scratch_model``.
+A folder trains at the size and colour its images suggest (or ``input_size``/``grey``); the built-in
+data sets bring their own. Under ``torchrun`` the loop runs DDP; rank 0 writes.
 
 May import ``zoo``, ``zoo.registry`` and ``zoo.finetune``; never ``zoo.cli``.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from zoo.errors import DataError
-from zoo.registry import catalog
+from zoo.errors import ConfigError, DataError, RunError
+from zoo.registry import catalog, env
 from zoo.registry.schema import Preprocessing
 
-from .datasets import BUILTIN, TensorImageDataset, load_dataset
-from .loop import TrainConfig, TrainResult, evaluate, train
+from .config import SCHEDULE_FIELDS, FinetuneConfig
+from .data import Split, scan
+from .datasets import BUILTIN, TensorImageDataset, infer_input, load_dataset, split_tensors, tensor_digest
+from .loop import TrainConfig, TrainResult, train
 from .recipes import recipe_for
-from zoo.registry import env
+from .record import BestWeights, finish_run, folder_identity, new_record, part_reports, restore_best, resume_config
+from .run import Run
+from .rundir import RunDir
 
-__all__ = ["train_scratch", "ScratchResult", "build_scratch_model", "train_flops_per_sample", "FLAT_BUILDERS"]
+__all__ = ["train_scratch", "scratch_config", "default_out", "build_scratch_model", "train_flops_per_sample",
+           "FLAT_BUILDERS"]
 
 FLAT_BUILDERS = ("softmax", "mlp_sigmoid", "mlp_relu")  # these need the input size
 SMALL_STEM_BUILDERS = ("googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+# A from-scratch config gets its schedule from the recipe (scratch_config); a caller's own config
+# without one gets the loop's defaults, never a fine-tuning strategy's.
+STRATEGY_FREE = {k: getattr(TrainConfig(), k) for k in SCHEDULE_FIELDS}
 
 
-@dataclass
-class ScratchResult:
-    """A finished from-scratch run: the folder, the model, per-epoch ``history``, the ``test`` metrics
-    (loss, accuracy, n), the ``config`` used and the training wall time in seconds."""
+def _architecture(arch: str) -> tuple[str, dict[str, Any], str, Any]:
+    """(builder, entry kwargs, entry name, entry) for ``lenet``, ``lenet.scratch`` or a bare builder.
 
-    run_dir: Path | None
-    model: Any
-    history: list[dict[str, Any]]
-    test: dict[str, Any]
-    config: TrainConfig
-    seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _builder_and_kwargs(arch: str) -> tuple[str, dict[str, Any], str]:
-    """(builder, entry kwargs, base entry name) for ``lenet``, ``lenet.scratch`` or a bare builder."""
+    Raises:
+        ConfigError: ``arch`` names pretrained weights (fine-tuning starts from those).
+        DataError: the entry is not one of the zoo's reference architectures.
+        RegistryError: no such architecture (the valid builders named).
+    """
     name = arch if "." in arch else f"{arch}.scratch"
     cat = catalog()
     if name in cat:
@@ -55,13 +57,41 @@ def _builder_and_kwargs(arch: str) -> tuple[str, dict[str, Any], str]:
         if entry.architecture.library != "zoo":
             raise DataError(f"{name} is a {entry.architecture.library} entry; `zoo train` builds the zoo's "
                             "reference architectures (`zoo list --source zoo`)")
-        return entry.architecture.builder, dict(entry.architecture.kwargs), entry.name
+        if entry.files:
+            # One meaning per command: `zoo train` starts from random weights; starting from trained
+            # weights is fine-tuning, with its own strategies and learning rates (a recipe's from-scratch
+            # learning rate would wreck pretrained features).
+            raise ConfigError(f"{entry.name} holds pretrained weights, and `zoo train` trains from random weights. "
+                              f"To start from those weights, fine-tune them: `zoo finetune {entry.name} DATA_DIR "
+                              f"--strategy full`; to train the architecture from scratch: `zoo train "
+                              f"{entry.architecture.builder}`.", option="arch")
+        return entry.architecture.builder, dict(entry.architecture.kwargs), entry.name, entry
     from zoo.archs import BUILDERS, build
 
     if arch in BUILDERS:
-        return arch, {}, ""
+        return arch, {}, "", None
     build(arch, in_chans=1, num_classes=2)  # raises RegistryError naming the valid builders
     raise AssertionError("unreachable")
+
+
+def scratch_config(arch: str, **options: Any) -> FinetuneConfig:
+    """The config ``train_scratch`` uses for ``arch`` by default: its recipe (``zoo.finetune.recipes``)
+    as a ``FinetuneConfig`` (every layer trains, from random weights), with ``options`` applied.
+
+    Example:
+        >>> scratch_config("lenet", epochs=2).train.optimizer
+        'adamw'
+    """
+    builder = _architecture(arch)[0]
+    recipe = recipe_for(builder)
+    loop = {k: v for k, v in recipe.config.items() if k not in SCHEDULE_FIELDS}
+    schedule = {k: recipe.config.get(k, getattr(TrainConfig(), k)) for k in SCHEDULE_FIELDS}
+    config = FinetuneConfig(strategy="full", pretrained=False, augment=recipe.augment, train=TrainConfig(**loop),
+                            **schedule).with_options(**options)
+    if "channels_last" not in options:  # NHWC pays off for convnets on a GPU only
+        on_gpu = torch.cuda.is_available() and config.train.device != "cpu"
+        config = config.with_options(channels_last=on_gpu and builder not in FLAT_BUILDERS)
+    return config
 
 
 def build_scratch_model(arch: str, *, in_chans: int, num_classes: int, image_size: int,
@@ -69,23 +99,23 @@ def build_scratch_model(arch: str, *, in_chans: int, num_classes: int, image_siz
     """A randomly initialised ``ZooModel`` of ``arch`` for inputs of ``in_chans`` x ``image_size``.
 
     Flat networks get ``image_size``; GoogLeNet and ResNets get the small-input stem for inputs up to
-    64 px. The model carries a build spec so ``zoo.factory.save_model`` / ``zoo.load`` round-trip it.
+    64 px (larger inputs get the ImageNet stem). The model carries a build spec so
+    ``zoo.factory.save_model`` / ``zoo.load`` round-trip it.
     """
     from zoo import archs
-    from zoo.model import ZooModel, split_classifier
+    from zoo.model import BuildSpec, ZooModel, split_classifier
 
-    builder, kwargs, base = _builder_and_kwargs(arch)
+    builder, kwargs, base, _ = _architecture(arch)
     if builder in FLAT_BUILDERS:
         kwargs["image_size"] = image_size
-    if builder in SMALL_STEM_BUILDERS and "small_input" not in kwargs:
+    if builder in SMALL_STEM_BUILDERS:
         kwargs["small_input"] = image_size <= 64
     network, path = archs.build(builder, in_chans=in_chans, num_classes=num_classes, **kwargs)
     body, head = split_classifier(network, path)
-    model = ZooModel(body, head, num_features=head.in_features, name=name or base or builder, labels=labels,
-                     preprocessing=preprocessing, base=base or builder)
-    model.build_spec = {"library": "zoo", "builder": builder, "kwargs": kwargs, "in_chans": in_chans,
-                        "num_classes": num_classes}
-    return model
+    return ZooModel(body, head, num_features=head.in_features, name=name or base or builder, labels=labels,
+                    preprocessing=preprocessing, base=base or builder,
+                    build=BuildSpec(library="zoo", builder=builder, kwargs=kwargs, in_chans=in_chans,
+                                    num_classes=num_classes))
 
 
 def train_flops_per_sample(model: torch.nn.Module, input_size: tuple[int, int, int]) -> float:
@@ -102,6 +132,68 @@ def train_flops_per_sample(model: torch.nn.Module, input_size: tuple[int, int, i
     return 3.0 * counter.get_total_flops()
 
 
+@dataclass
+class _Data:
+    """The in-memory data of a run: ``val`` is None for a built-in data set (its test split is the
+    per-epoch evaluation, so no epoch is chosen by it); ``split`` is a folder's."""
+
+    train: TensorImageDataset
+    val: TensorImageDataset | None
+    test: TensorImageDataset | None
+    identity: dict[str, Any]
+    split: Split | None = None
+
+    @property
+    def monitor(self) -> TensorImageDataset:
+        return self.val if self.val is not None else self.test
+
+
+def _augment(config: FinetuneConfig, recipe_augment: str) -> str:
+    return recipe_augment if config.augment is True else "none" if config.augment is False else config.augment
+
+
+def _builtin(data: str, config: FinetuneConfig, augment: str, root: Any) -> _Data:
+    if config.input_size is not None or config.grey is not None:
+        raise ConfigError(f"{data} brings its own input size and colour; input_size and grey apply to image "
+                          "folders.", option="input_size" if config.input_size is not None else "grey")
+    train_ds = load_dataset(data, "train", classes=config.classes, augment=augment, root=root, seed=config.seed)
+    stats = (train_ds.mean.flatten().tolist(), train_ds.std.flatten().tolist())
+    test_ds = load_dataset(data, "test", classes=config.classes, root=root, stats=stats)
+    identity = {"kind": "dataset", "name": data.lower(), "classes": list(train_ds.classes),
+                "class_indices": list(config.classes) if config.classes else None,
+                "sizes": {"train": len(train_ds), "test": len(test_ds)},
+                "sha256": {part: tensor_digest(ds.images, ds.labels) for part, ds in (("train", train_ds),
+                                                                                    ("test", test_ds))}}
+    return _Data(train_ds, None, test_ds, identity)
+
+
+def _folder(split: Split, config: FinetuneConfig, augment: str) -> tuple[_Data, FinetuneConfig]:
+    """A folder's parts in memory, at the size and colour chosen (recorded in the config)."""
+    if config.classes is not None:
+        raise ConfigError("classes picks classes of a built-in data set; for a folder, keep only the class "
+                          "folders you want.", option="classes")
+    side, grey, why = infer_input(split.paths("train"))
+    chosen = {"input_size": config.input_size or side, "grey": grey if config.grey is None else config.grey}
+    given = [k for k in chosen if getattr(config, k) is not None]
+    config = replace(config, **chosen)
+    size = (1 if config.grey else 3, config.input_size, config.input_size)
+    images, labels = split_tensors(split, "train", size)
+    from .datasets import dataset_stats
+
+    mean, std = dataset_stats(images)
+    std = tuple(max(s, 1e-3) for s in std)
+
+    def part(name: str, aug: str = "none") -> TensorImageDataset:
+        x, y = (images, labels) if name == "train" else split_tensors(split, name, size)
+        return TensorImageDataset(x, y, split.classes, mean=mean, std=std, augment=aug, name=str(split.root))
+
+    identity = folder_identity(split)
+    identity["input"] = {"size": list(size), "from": "options" if len(given) == 2 else
+                         f"the images ({why})" + (f"; {', '.join(given)} given" if given else "")}
+    test = part("test") if split.test else None
+    return _Data(part("train", augment), part("val"), test, identity, split), config
+
+
 def _preprocessing(ds: TensorImageDataset) -> Preprocessing:
     c, h, w = ds.input_size
     return Preprocessing(input_size=(c, h, w), resize=max(h, w), interpolation="bilinear",
@@ -109,107 +201,162 @@ def _preprocessing(ds: TensorImageDataset) -> Preprocessing:
                          channel_order="L" if c == 1 else "RGB")
 
 
-def train_scratch(arch: str, data: str | Path, *, out: str | Path | None, epochs: int | None = None,
-                  batch_size: int | None = None, lr: float | None = None, classes: Any = None, seed: int = 0,
-                  device: str = "auto", amp: Any = "auto", compile: bool = False, channels_last: bool | None = None,
-                  resume: bool = False, progress: bool = True, augment: str | None = None,
-                  overrides: dict[str, Any] | None = None, data_root: str | Path | None = None,
-                  flops_per_sample: float | None = None,
-                  callbacks: dict[str, list] | None = None) -> ScratchResult:
-    """Train a reference architecture from random weights and save a loadable run.
+def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = None, *,
+                  out: str | Path | None = None, resume: bool = False, progress: bool | None = None,
+                  command: str | None = None, data_root: str | Path | None = None,
+                  callbacks: dict[str, list[Callable]] | None = None,
+                  on_start: Callable[[dict[str, Any]], None] | None = None, **options: Any) -> Run:
+    """Train a reference architecture from random weights and leave a run folder like ``fit``'s.
 
     Args:
-        arch: ``lenet``, ``lenet.scratch``, ``resnet18`` ... (``zoo list --source zoo``).
-        data: ``fashion-mnist``, ``mnist``, ``cifar10`` or a folder of class folders.
-        out: the run folder (``model.safetensors``, ``model.json``, ``checkpoint.pt``, ``metrics.jsonl``),
-            or None to write nothing.
-        epochs, batch_size, lr: override the recipe (``zoo.finetune.recipes``).
-        classes: keep only these class indices (``"0,1,2,3,4"`` or a list).
-        seed: seeds the weights, the shuffle and the augmentation.
-        device, amp, compile, channels_last: as ``TrainConfig``; channels_last defaults to on for
-            convnets on a GPU.
-        resume: continue the run in ``out`` from its checkpoint.
-        progress: the progress bar and per-epoch lines.
-        augment: override the recipe's augmentation (``none``, ``flip``, ``crop``, ``crop_flip``).
-        overrides: any other ``TrainConfig`` fields.
+        arch: ``lenet``, ``lenet.scratch``, ``resnet18`` ... (``zoo list --source zoo``). A name with
+            pretrained weights (``lenet.fmnist5``) is refused: fine-tune it instead.
+        data: ``fashion-mnist``, ``mnist``, ``cifar10``, or a folder of class folders (its validation
+            part chooses the epoch whose weights are kept; a built-in data set keeps the last epoch's).
+        config: the options; default ``scratch_config(arch)`` (the recipe).
+        out: the run folder (default ``runs/<arch>-<data name>``, numbered if taken).
+        resume: continue the interrupted run in ``out`` with its stored config.
+        progress: default (None): the loop's progress bar only when stderr is a terminal (so a log file
+            gets no carriage-return frames) and its summary line per epoch always; False: neither (the
+            CLI then prints its own lines, or nothing).
+        command: the command line to record (the CLI passes its own).
         data_root: where the built-in data sets live.
-        flops_per_sample: training FLOPs per image, for the MFU figure on GPUs.
-        callbacks: passed to the loop (``zoo.finetune.loop.train``), e.g. a time budget that raises
-            ``StopTraining``.
+        callbacks: passed to the loop, e.g. a time budget that raises ``StopTraining``.
+        on_start: called with the run's record (data identity, chosen input) before training.
+        **options: fields of ``FinetuneConfig`` or of the loop, over ``config`` (with ``resume``: over
+            the stored config, e.g. ``epochs=`` to extend the run).
 
     Returns:
-        ScratchResult with the test metrics of the final weights.
+        The ``Run`` (``run.summary["test"]`` for a built-in data set's test split).
 
     Raises:
-        DataError: the data cannot be found or used; RegistryError: an unknown architecture.
+        DataError: the data cannot be found or used; RegistryError: an unknown architecture;
+        ConfigError: pretrained weights named, a bad option; RunError: ``out`` holds a run, or nothing
+        to resume.
 
     Example:
-        >>> r = train_scratch("lenet", "fashion-mnist", out="runs/lenet", epochs=1)   # doctest: +SKIP
-        >>> r.test["accuracy"]                                                      # doctest: +SKIP
+        >>> run = train_scratch("lenet", "fashion-mnist", epochs=1)      # doctest: +SKIP
+        >>> run.summary["test"]["accuracy"]                              # doctest: +SKIP
     """
-    builder, _, _ = _builder_and_kwargs(arch)  # an unknown arch fails here, before any data is read
+    builder, _, _, entry = _architecture(arch)  # an unknown arch fails here, before any data is read
     recipe = recipe_for(builder)
-    augmentation = augment or recipe.augment
-    train_ds = load_dataset(data, "train", classes=classes, augment=augmentation, root=data_root, seed=seed,
-                            input_size=_folder_input_size(arch, data))
-    test_split = "test" if str(data).lower() in BUILTIN else "val"
-    train_stats = (train_ds.mean.flatten().tolist(), train_ds.std.flatten().tolist())
-    test_ds = load_dataset(data, test_split, classes=classes, root=data_root, seed=seed,
-                           input_size=train_ds.input_size, stats=train_stats)  # one normalisation for both
-    c, h, _ = train_ds.input_size
+    run_dir, config, record = _open(arch, data, config, options, out=out, resume=resume)
+    loaded, config = _load(data, config, recipe.augment, data_root, run_dir if resume else None)
+    if record is not None and record["data"].get("sha256") != loaded.identity["sha256"]:
+        raise DataError(f"cannot resume {run_dir.path}: the data changed since the run started (its digest differs "
+                        f"from {run_dir.config.name}); restore the data or start a new run.")
+    torch.manual_seed(config.seed)  # the weights are part of the run: seed them too
+    c, h, _ = loaded.train.input_size
+    model = build_scratch_model(arch, in_chans=c, num_classes=len(loaded.train.classes), image_size=h,
+                                preprocessing=_preprocessing(loaded.train), labels=list(loaded.train.classes))
+    if config.train.flops_per_sample is None and torch.cuda.is_available() and config.train.device != "cpu":
+        config = config.with_options(flops_per_sample=train_flops_per_sample(model, loaded.train.input_size))
+    if record is None:
+        shown = "".join(f", {k}={v!r}" for k, v in options.items())
+        command = command or f"zoo.finetune.train_scratch({arch!r}, {str(data)!r}{shown})"
+        record = _new_record(arch, builder, entry, recipe.name, model, loaded, config, command)
+    master = env.distributed().rank == 0
+    if on_start is not None:
+        on_start(record)
+    if master:
+        run_dir.write_record(record)
+        if loaded.split is not None and not resume:
+            run_dir.write_split(loaded.split)
+    result = _train(model, loaded, config, run_dir, resume=resume, progress=progress is not False,
+                    callbacks=callbacks)
+    if master:
+        _finish(model, loaded, config, run_dir, record, result)
+    _barrier()
+    return Run(run_dir.path)
 
-    torch.manual_seed(seed)  # the weights are part of the run: seed them too
-    model = build_scratch_model(arch, in_chans=c, num_classes=len(train_ds.classes), image_size=h,
-                                preprocessing=_preprocessing(train_ds), labels=list(train_ds.classes))
-    settings: dict[str, Any] = dict(recipe.config)
-    settings.update(overrides or {})
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
-        if value is not None:
-            settings[key] = value
-    on_gpu = torch.cuda.is_available() and device != "cpu"
-    settings.update(seed=seed, device=device, amp=amp, compile=compile,
-                    channels_last=(on_gpu and builder not in FLAT_BUILDERS) if channels_last is None else channels_last)
-    if flops_per_sample is None and on_gpu:
-        flops_per_sample = train_flops_per_sample(model, train_ds.input_size)  # for the MFU in the log
-    if flops_per_sample:
-        settings["flops_per_sample"] = flops_per_sample
-    config = TrainConfig.from_dict(settings)
 
-    start = time.perf_counter()
-    result: TrainResult = train(model, train_ds, test_ds, config, run_dir=out, resume=resume, progress=progress,
-                                callbacks=callbacks)
-    seconds = time.perf_counter() - start
-    test = evaluate(result.model, test_ds, batch_size=config.eval_batch_size, device=device, amp=amp,
-                    predictions=False)
+def default_out(arch: str, data: str | Path) -> Path:
+    """Where a run goes when no folder is given: ``runs/<arch>-<data name>``, numbered when taken."""
+    name = str(data).lower() if str(data).lower() in BUILTIN else Path(data).expanduser().resolve().name
+    return RunDir.fresh(f"{arch.split('.')[0]}-{name}").path
+
+
+def _open(arch: str, data: str | Path, config: FinetuneConfig | None, options: dict[str, Any], *,
+          out: str | Path | None, resume: bool) -> tuple[RunDir, FinetuneConfig, dict[str, Any] | None]:
+    """The folder and config of a new run, or of the interrupted run in ``out`` (with its record)."""
+    if resume:
+        if out is None:
+            raise RunError("resume needs the run folder: pass out=... (--out RUN_DIR) of the interrupted run.")
+        if config is not None:
+            raise ConfigError("resume continues with the stored config; pass only the options to change, as "
+                              "keywords (epochs=..., device=...).", option="config")
+        run_dir = RunDir(out)
+        config, record = resume_config(run_dir, options)
+        if options:
+            record["config"] = config.to_dict()
+            record.setdefault("resumed", []).append({"changed": sorted(options)})
+        return run_dir, config, record
+    config = (config or scratch_config(arch)).with_options(**options)
     place = env.distributed()
-    master = place.rank == 0
-    run_dir = Path(out) if out is not None else None
-    if run_dir is not None and master:
-        from zoo.factory import save_model
-
-        model.cpu().eval()
-        save_model(model, run_dir, extra={"training": {
-            "arch": arch, "data": str(data), "classes": list(train_ds.classes), "class_indices": _indices(classes),
-            "recipe": recipe.name, "augment": augmentation, "config": config.to_dict(),
-            "test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs_run": len(result.history),
-            "train_seconds": seconds, "world_size": place.world,
-        }})
-    return ScratchResult(run_dir=run_dir, model=model, history=result.history, test=test, config=config,
-                         seconds=seconds)
+    if out is None and place.world > 1:
+        raise RunError("under torchrun every process must write to the same run folder: pass out=... (--out).")
+    run_dir = RunDir(out if out is not None else default_out(arch, data))
+    # Rank 0 alone checks: it may already have started the run when another rank gets here.
+    if place.rank == 0 and run_dir.holds_run():
+        raise RunError(f"{run_dir.path} already holds a run. Continue it with --resume (resume=True), or pass "
+                       "another --out to start a new one.")
+    return run_dir, config.with_defaults(STRATEGY_FREE), None
 
 
-def _indices(classes: Any) -> list[int] | None:
-    if classes is None:
-        return None
-    if isinstance(classes, str):
-        return [int(c) for c in classes.split(",") if c.strip()]
-    return list(classes)
 
-
-def _folder_input_size(arch: str, data: str | Path) -> tuple[int, int, int] | None:
-    """For an image folder: the ``.scratch`` entry's input size (the built-ins bring their own)."""
+def _load(data: str | Path, config: FinetuneConfig, recipe_augment: str, root: Any,
+          resumed: RunDir | None) -> tuple[_Data, FinetuneConfig]:
+    augment = _augment(config, recipe_augment)
     if str(data).lower() in BUILTIN:
-        return None
-    name = arch if "." in arch else f"{arch}.scratch"
-    cat = catalog()
-    return tuple(cat.get(name).preprocessing.input_size) if name in cat else None
+        return _builtin(str(data), config, augment, root), config
+    folder = Path(data).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"--data {str(data)!r} is neither a built-in data set ({', '.join(BUILTIN)}) nor a folder")
+    split = resumed.read_split(verify=True) if resumed is not None else scan(folder, valid_pct=config.valid_pct,
+                                                                            seed=config.seed)
+    return _folder(split, config, augment)
+
+
+def _new_record(arch: str, builder: str, entry: Any, recipe: str, model: torch.nn.Module, data: _Data,
+                config: FinetuneConfig, command: str) -> dict[str, Any]:
+    """The record of a new run from scratch: the architecture's entry (its code's licence; the weights
+    inherit none) and recipe, the data's identity, the config."""
+    base = {"name": entry.name if entry is not None else builder, "architecture": builder, "pretrained": False,
+            "recipe": recipe,
+            "license": getattr(entry, "license", "unknown"), "origin": getattr(entry, "origin", ""),
+            "preprocessing": None}
+    plan = {"strategy": "scratch", "trainable_params": sum(p.numel() for p in model.parameters()), "frozen_params": 0}
+    return new_record("scratch", command=command, model_ref=arch, base=base, data=data.identity, config=config,
+                      plan=plan, device=config.train.device)
+
+
+def _train(model: torch.nn.Module, data: _Data, config: FinetuneConfig, run_dir: RunDir, *, resume: bool,
+           progress: bool, callbacks: dict[str, list[Callable]] | None) -> TrainResult:
+    cfg = config.loop_config()
+    events = {k: list(v) for k, v in (callbacks or {}).items()}
+    if data.val is not None:  # only a held-out validation part may choose the epoch
+        events.setdefault("on_epoch_end", []).insert(
+            0, BestWeights(run_dir, cfg.monitor, write=env.distributed().rank == 0))
+    return train(model, data.train, data.monitor, cfg, run_dir=run_dir.path, resume=resume, progress=progress,
+                 callbacks=events)
+
+
+def _finish(model: Any, data: _Data, config: FinetuneConfig, run_dir: RunDir, record: dict[str, Any],
+            result: TrainResult) -> None:
+    cfg = config.loop_config()
+    if data.val is not None:
+        weights_epoch, kept = restore_best(run_dir, model, result), "best"
+    else:
+        weights_epoch, kept = (result.history[-1]["epoch"] if result.history else None), "last"
+    parts = {name: ds for name, ds in (("val", data.val), ("test", data.test)) if ds is not None}
+    reports = part_reports(model, parts, list(data.train.classes), batch_size=cfg.eval_batch_size, device=cfg.device)
+    finish_run(run_dir, model, record=record, result=result, reports=reports, weights_epoch=weights_epoch,
+               split=data.split, extra={"weights": kept, "world_size": env.distributed().world})
+
+
+def _barrier() -> None:
+    """Under torchrun: every rank waits until rank 0 has written the run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

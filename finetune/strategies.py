@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.errors import ConfigError
 from zoo.model import ZooModel
 
 __all__ = ["STRATEGIES", "HEADS", "Plan", "prepare", "layer_groups", "FULL_GROUPS", "PARTIAL_LR_SCALE"]
@@ -71,11 +72,7 @@ class Plan:
 def _trunk(model: ZooModel) -> tuple[nn.Module, str]:
     """The module whose paths ``resolve_layer`` returns, and its prefix inside the ZooModel: after
     ``cut`` the body wraps the original network (``body.body``)."""
-    if model.cut_layer:
-        inner = getattr(model.body, "body", None)
-        if isinstance(inner, nn.Module):
-            return inner, "body.body."
-    return model.body, "body."
+    return model.trunk, model.trunk_path + "."
 
 
 def _ordered_params(module: nn.Module) -> list[tuple[str, int, nn.Parameter]]:
@@ -130,6 +127,28 @@ def layer_groups(model: ZooModel, n: int) -> list[list[tuple[str, nn.Parameter]]
     return [g for g in groups if g]
 
 
+def _check(strategy: str, head: str, unfreeze_from: str | None) -> None:
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}.", option="strategy",
+                          valid=STRATEGIES)
+    if head not in HEADS:
+        raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {head!r}.", option="head", valid=HEADS)
+    if unfreeze_from is not None and strategy != "partial":
+        raise ConfigError(f"unfreeze_from={unfreeze_from!r} applies to strategy 'partial' only "
+                          f"(got {strategy!r}); pass strategy='partial'.", option="unfreeze_from")
+
+
+def _eval_modules(modules: list[tuple[str, nn.Module]], frozen_positions: set[int], prefix: str) -> set[str]:
+    """Paths of the BatchNorm/Dropout layers in frozen parts: they stay in eval mode under
+    ``model.train()``, so their running statistics never move."""
+    keep = set()
+    for position, (name, mod) in enumerate(modules):
+        if position in frozen_positions and isinstance(mod, _KEEP_EVAL):
+            if all(not p.requires_grad for p in mod.parameters()):
+                keep.add(prefix + name if name else prefix.rstrip("."))
+    return keep
+
+
 def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut: str | None = None,
             unfreeze_from: str | None = None, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
             groups: int = FULL_GROUPS, discriminative: bool = True) -> Plan:
@@ -153,19 +172,14 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
 
     Raises:
         UnknownLayerError: ``cut`` or ``unfreeze_from`` names no layer (the message lists the valid ones).
-        ValueError: an unknown strategy or head, or ``unfreeze_from`` without ``strategy="partial"``.
+        ConfigError: an unknown strategy or head (the valid ones named), or ``unfreeze_from`` without
+            ``strategy="partial"``.
 
     Example:
         >>> plan = prepare(model, "partial", num_classes=5, unfreeze_from="layer4")   # doctest: +SKIP
         >>> train(model, train_ds, val_ds, cfg, param_groups=plan.param_groups)     # doctest: +SKIP
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
-    if unfreeze_from is not None and strategy != "partial":
-        raise ValueError(f"unfreeze_from={unfreeze_from!r} applies to strategy 'partial' only "
-                         f"(got {strategy!r}); pass strategy='partial'")
+    _check(strategy, head, unfreeze_from)
     if cut is not None:
         model.cut(cut)
     start_path = model.resolve_layer(unfreeze_from) if unfreeze_from is not None else None
@@ -175,7 +189,6 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
     items = _ordered_params(trunk)
     for p in model.parameters():
         p.requires_grad_(True)
-    head_params = list(model.head.parameters())
     plan_groups: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     frozen_positions: set[int] = set()
@@ -209,16 +222,9 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
         for i, (members, scale) in enumerate(zip(body_groups, scales, strict=True)):
             record(f"body.{i}", members, round(scale, 6))
     record("head", [(f"head.{n}" if n else "head", p) for n, p in model.head.named_parameters()], 1.0)
-    del head_params
 
-    # BatchNorm/Dropout in frozen parts stay in eval mode under model.train().
-    keep = set()
-    for position, (name, mod) in enumerate(modules):
-        if position in frozen_positions and isinstance(mod, _KEEP_EVAL):
-            own = list(mod.parameters())
-            if all(not p.requires_grad for p in own):
-                keep.add(prefix + name if name else prefix.rstrip("."))
-    model.frozen_modules = keep
+    keep = _eval_modules(modules, frozen_positions, prefix)
+    model.keep_eval(keep)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     return Plan(strategy=strategy, param_groups=plan_groups, groups=records, trainable=trainable, frozen=frozen,

@@ -1,7 +1,8 @@
 """Every environment variable the zoo reads, read here and nowhere else.
 
 Owns: ``ZOO_HOME``, ``ZOO_OFFLINE`` (and ``HF_HUB_OFFLINE``), ``ZOO_MIRROR``, ``ZOO_REGISTRY``,
-``ZOO_DEBUG``, ``ZOO_CONFIG_DIR``, and torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``. Standard library only: the catalogue path imports it.
+``ZOO_DEBUG``, ``ZOO_CONFIG_DIR``, the Hugging Face cache location (``HF_HUB_CACHE``, ``HF_HOME``), and
+torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``. Standard library only: the catalogue path imports it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["zoo_home", "offline", "mirror", "registry_paths", "config_dir", "debug", "Distributed", "distributed"]
+__all__ = ["zoo_home", "offline", "mirror", "hf_hub_cache", "registry_paths", "config_dir", "debug", "Distributed",
+           "distributed"]
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -36,6 +38,23 @@ def mirror() -> str | None:
     """``ZOO_MIRROR``: a folder or a URL tried before every origin, or None."""
     value = os.environ.get("ZOO_MIRROR", "").strip()
     return value or None
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face Hub cache the zoo shares with every other Hub user on this machine.
+
+    The same rule as ``huggingface_hub.constants.HF_HUB_CACHE`` (``$HF_HUB_CACHE``, the legacy
+    ``$HUGGINGFACE_HUB_CACHE``, ``$HF_HOME/hub``, ``$XDG_CACHE_HOME/huggingface/hub``,
+    ``~/.cache/huggingface/hub``), but read when called: huggingface_hub reads it once at import,
+    and the zoo reads every variable at the moment it acts, like ``ZOO_HOME``.
+    """
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(name):
+            return Path(os.path.expandvars(os.environ[name])).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "huggingface" / "hub"
 
 
 def config_dir() -> Path:

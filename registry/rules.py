@@ -42,7 +42,7 @@ MODEL_OPTIONS: dict[str, frozenset[str]] = {
     "torchvision": frozenset({
         "aux_logits", "init_weights", "transform_input", "dropout", "attention_dropout",
         "stochastic_depth_prob", "width_mult", "zero_init_residual", "replace_stride_with_dilation", "groups",
-        "width_per_group", "image_size",
+        "width_per_group", "image_size", "input_size",
     }),
     "timm": frozenset({
         "drop_rate", "drop_path_rate", "drop_block_rate", "proj_drop_rate", "attn_drop_rate", "pos_drop_rate",
@@ -80,6 +80,8 @@ _FILE_WORDS = ("path", "file", "url", "uri", "dir", "checkpoint", "cfg", "weight
 
 _WORD = re.compile(r"^[A-Za-z0-9_.\-]{0,64}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+# timm also builds from a full pretrained name, ``arch.tag``, as create_model does (the tag picks the config)
+_TIMM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}\.[A-Za-z0-9][A-Za-z0-9_\-]{0,99}$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _MAX_OPTION_INT = 2**31
 _MAX_OPTION_FLOAT = 1e9
@@ -147,14 +149,14 @@ def option_problem(library: str, key: str, value: Any) -> str | None:
 def builder_problem(library: str, builder: str) -> str | None:
     """Why ``builder`` cannot name a network of ``library``, or None.
 
-    Library builders are plain model names: ``hf-hub:org/repo``, ``local-dir:/x`` and paths are refused,
+    Library builders are plain model names (timm's may carry a pretrained tag, ``arch.tag``): ``hf-hub:org/repo``, ``local-dir:/x`` and paths are refused,
     because timm would fetch or read their weights and config itself. A ``run`` builder is the run's folder.
     """
     if library == "run":
         if _SCHEME.match(builder) or not builder.strip():
             return f"must be the run's folder, not a URL or scheme, got {brief(builder)}"
         return text_problem(builder, multiline=False)
-    if not _IDENTIFIER.match(builder):
+    if not (_IDENTIFIER.match(builder) or (library == "timm" and _TIMM_NAME.match(builder))):
         return (f"must be {library}'s plain model name (letters, digits, '_'; no scheme such as 'hf-hub:' or "
                 f"'local-dir:', no path), got {brief(builder)}")
     return None

@@ -29,6 +29,8 @@ _LAZY = {
     "DownloadError": "zoo.errors:DownloadError",
     "ChecksumMismatchError": "zoo.errors:ChecksumMismatchError",
     "OfflineError": "zoo.errors:OfflineError",
+    "MirrorError": "zoo.errors:MirrorError",
+    "StorageError": "zoo.errors:StorageError",
     "WeightsError": "zoo.errors:WeightsError",
     "UnsafeWeightsError": "zoo.errors:UnsafeWeightsError",
     "UnknownLayerError": "zoo.errors:UnknownLayerError",
@@ -38,7 +40,7 @@ _LAZY = {
     "CaffeError": "zoo.errors:CaffeError",
     # fetching (no torch)
     "download": "zoo.fetch:download",
-    "mirror": "zoo.fetch:mirror",
+    "mirror": "zoo.mirrors:mirror",
     # models (torch)
     "load": "zoo.factory:load",
     "ZooModel": "zoo.model:ZooModel",

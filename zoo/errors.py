@@ -6,6 +6,8 @@ The root, ``ZooError``, lives in ``zoo.registry.errors`` so the catalogue can ra
 
 from __future__ import annotations
 
+import errno
+
 from zoo.registry.errors import RegistryError, UnknownModelError, ZooError, close_matches
 
 __all__ = [
@@ -16,12 +18,16 @@ __all__ = [
     "DownloadError",
     "ChecksumMismatchError",
     "OfflineError",
+    "MirrorError",
+    "StorageError",
+    "describe_os_error",
     "UnsafeWeightsError",
     "WeightsError",
     "UnknownLayerError",
     "ImageError",
     "DataError",
     "RunError",
+    "ConfigError",
     "CaffeError",
 ]
 
@@ -49,6 +55,69 @@ class OfflineError(ZooError, OSError):
     def __init__(self, message: str, *, missing: list[str] | None = None):
         self.missing = missing or []
         super().__init__(message)
+
+
+class MirrorError(DownloadError):
+    """Some entries could not be mirrored; the others were, and the manifest lists both.
+
+    ``failed`` maps entry names to reasons; ``written`` lists the mirror files that were written.
+    """
+
+    def __init__(self, message: str, *, failed: dict[str, str], written: list | None = None):
+        self.failed, self.written = failed, written or []
+        super().__init__(message, attempts=list(failed.items()))
+
+
+class StorageError(ZooError, OSError):
+    """This machine could not write (or read) a file: a full disk, a read-only folder, no permission.
+
+    ``path`` names the file or folder; ``errno`` is the operating system's error number.
+    """
+
+    def __init__(self, message: str, *, path: str = "", errno: int | None = None):  # noqa: A002 (OSError's word)
+        super().__init__(message)
+        self.path, self.errno = path, errno
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror); ours is the message
+        return str(self.args[0]) if self.args else ""
+
+    @classmethod
+    def from_os_error(cls, err: OSError, path: object = None, *, doing: str = "writing",
+                      remedy: str = "set ZOO_HOME to a writable folder with free space") -> StorageError:
+        """The one-line error for ``err``, which happened while ``doing`` something to ``path``."""
+        return cls(describe_os_error(err, path, doing=doing, remedy=remedy), path=str(path or err.filename or ""),
+                   errno=err.errno)
+
+
+_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_READ_ONLY = (errno.EROFS,)
+_DENIED = (errno.EACCES, errno.EPERM)
+
+
+def describe_os_error(err: OSError, path: object = None, *, doing: str = "writing",
+                      remedy: str = "choose a writable folder with free space") -> str:
+    """One line naming the path, what went wrong and what to do, for an operating-system error.
+
+    Args:
+        err: the error.
+        path: the file or folder concerned (defaults to the error's own ``filename``).
+        doing: what was being done (``"writing"``, ``"downloading into"``...).
+        remedy: what to do instead (said for a full disk, a read-only or a foreign folder).
+
+    Returns:
+        The message, without a trailing newline.
+    """
+    where = path if path is not None else err.filename
+    where = f" {where}" if where else ""
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.errno in _FULL:
+        return (f"No space left on the disk holding{where} ({doing}: {reason}). Free space there, or {remedy}, "
+                f"then run the command again.")
+    if err.errno in _READ_ONLY:
+        return f"Cannot write{where}: it is on a read-only file system ({doing}). To fix it, {remedy}."
+    if err.errno in _DENIED:
+        return f"Permission denied for{where} ({doing}: {reason}). Make it writable by you, or {remedy}."
+    return f"{reason}:{where or ' (no path given)'} ({doing}). Check that the path exists and is usable."
 
 
 class WeightsError(ZooError, ValueError):
@@ -85,6 +154,15 @@ class DataError(ZooError, ValueError):
 
 class RunError(ZooError, ValueError):
     """A run directory is missing, incomplete or inconsistent."""
+
+
+class ConfigError(ZooError, ValueError):
+    """A training or fine-tuning option the zoo cannot use. ``option`` names it; ``valid`` lists the
+    accepted values or names, when there is a fixed set."""
+
+    def __init__(self, message: str, *, option: str = "", valid: tuple[str, ...] | list[str] = ()):
+        self.option, self.valid = option, tuple(valid)
+        super().__init__(message)
 
 
 class CaffeError(ZooError, ValueError):

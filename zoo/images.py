@@ -3,31 +3,37 @@ is opened here.
 
 Owns: ``open_image`` (paths, bytes, file objects, PIL images, numpy arrays -> a PIL image in the mode the
 model wants, with EXIF orientation applied and alpha composited on white), ``find_images`` (image files
-in a folder, natural order), ``ImageDataset`` and ``collate_skip`` (a torch Dataset that reports
-unreadable files instead of crashing, also from DataLoader worker processes).
+in a folder, in the zoo's one natural order, ``zoo.registry.catalog.natural_key``), ``ImageDataset``
+and ``collate_skip`` (a torch Dataset that reports unreadable files instead of crashing, also from
+DataLoader worker processes).
 
 Real folders hold rotated phone photos, palette GIFs with transparency, CMYK JPEGs from print shops,
-16-bit PNGs from scanners, truncated downloads, files named ``.jpg`` that are not images, and now and
-then a decompression bomb. Each is handled on purpose and reported with the file's name; nothing is
-silently replaced by a grey picture (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never touched).
+16-bit PNGs from scanners, truncated downloads, files named ``.jpg`` that are not images, FIFOs and
+device nodes, and now and then a decompression bomb. Each is handled on purpose and reported with the
+file's name; nothing is silently replaced by a grey picture (``ImageFile.LOAD_TRUNCATED_IMAGES`` is
+never touched), and only regular files are ever opened.
 
-Imports PIL, numpy and (for the dataset) torch; never ``zoo.finetune`` or ``zoo.cli``.
+Imports PIL, numpy and (for the dataset, inside the functions, so this module stays torch-free)
+torch; never ``zoo.finetune`` or ``zoo.cli``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import re
+import stat
 import struct
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from zoo.registry.catalog import natural_key
 
 from .errors import ImageError
 
@@ -73,12 +79,6 @@ def sniff_image(head: bytes) -> bool:
     return any(head.startswith(sig) for group in _SIGNATURES for sig in group)
 
 
-def natural_key(text: str) -> tuple:
-    """Sort key that orders ``img2`` before ``img10`` (digits compare as numbers, case ignored)."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
-                 for part in re.split(r"(\d+)", text) if part)
-
-
 def find_images(folder: str | os.PathLike, *, recursive: bool = True,
                 rejected: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Image files under ``folder``, in natural order of their path relative to it.
@@ -91,7 +91,8 @@ def find_images(folder: str | os.PathLike, *, recursive: bool = True,
         folder: the folder to walk.
         recursive: also walk sub-folders (sorted the same way).
         rejected: if given, files that *claim* to be images (an image extension) but whose bytes are
-            not are appended as ``(path, reason)``, so a caller can report them instead of losing them.
+            not, or that are not regular files (FIFOs, sockets, devices: never opened), are appended as
+            ``(path, reason)``, so a caller can report them instead of losing them.
 
     Returns:
         The image paths, naturally sorted (``img2.jpg`` before ``img10.jpg``).
@@ -114,22 +115,85 @@ def find_images(folder: str | os.PathLike, *, recursive: bool = True,
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
-            if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            try:
-                with open(path, "rb") as fh:
-                    head = fh.read(16)
-            except OSError as err:
-                if rejected is not None:
-                    rejected.append((path, f"cannot be read: {err.strerror or err}"))
-                continue
-            if sniff_image(head):
+            problem = _sniff(path)
+            if problem is None:
                 found.append(path)
-            elif rejected is not None:
-                rejected.append((path, "not an image: its bytes match no image format despite the "
-                                       f"{path.suffix} extension"))
+            elif problem and rejected is not None:
+                rejected.append((path, problem))
     found.sort(key=lambda p: tuple(natural_key(part) for part in p.relative_to(root).parts))
     return found
+
+
+def _sniff(path: Path) -> str | None:
+    """None when ``path`` is a regular file that starts like an image; "" for a sub-folder (not a
+    file at all); else why it is refused."""
+    try:
+        with _open_regular(path) as fh:
+            head = fh.read(16)
+    except IsADirectoryError:
+        return ""
+    except ImageError as err:
+        return _reason(err, path)
+    except OSError as err:
+        return f"cannot be read: {err.strerror or err}"
+    if sniff_image(head):
+        return None
+    return f"not an image: its bytes match no image format despite the {path.suffix} extension"
+
+
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"))
+
+
+def _open_regular(path: str | os.PathLike) -> Any:
+    """Open a regular file for reading, refusing anything else before it is opened: a FIFO would
+    block the open until something writes to it, and a device may have side effects.
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder.
+        ImageError: a FIFO, socket or device (named), a missing file, or a name the OS refuses.
+        OSError: the file cannot be opened (permissions, ...).
+    """
+    where = os.fsdecode(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as err:
+        raise ImageError(f"{where}: no such file.", path=where) from err
+    except ValueError as err:  # a NUL byte in the name
+        raise ImageError(f"{where!r}: not a valid file name ({err}).", path=where) from err
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(21, "Is a directory", where)
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise ImageError(f"{where}: {kind}, not an image file; not opened.", path=where)
+    # O_NONBLOCK: if the path was swapped for a FIFO since the check, the open still returns at once
+    # (and fstat below refuses it); reads from a regular file are unaffected.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageError(f"{where}: not a regular file; not opened.", path=where)
+    return os.fdopen(fd, "rb")
+
+
+@contextlib.contextmanager
+def _opened(fp: Any, where: str) -> Iterator[Any]:
+    """A binary file object for ``fp``: a path is opened here (regular files only), a file object
+    is used as it is (and left open)."""
+    if not isinstance(fp, (str, os.PathLike)):
+        yield fp
+        return
+    try:
+        fh = _open_regular(fp)
+    except IsADirectoryError as err:
+        raise ImageError(f"{where}: a folder, not an image file.", path=where) from err
+    except ImageError:
+        raise
+    except OSError as err:
+        raise ImageError(f"{where}: cannot be read: {err.strerror or err}.", path=where) from err
+    with fh:
+        yield fh
 
 
 def _describe(src: Any) -> str:
@@ -259,10 +323,8 @@ def open_image(src: Any, *, mode: str = "RGB", max_pixels: int | None = MAX_PIXE
         return _convert(_from_array(src, where), mode)
     if isinstance(src, (bytes, bytearray, memoryview)):
         fp: Any = io.BytesIO(bytes(src))
-    elif isinstance(src, (str, os.PathLike)):
-        fp = os.fspath(src)
-    elif hasattr(src, "read"):
-        fp = src
+    elif isinstance(src, (str, os.PathLike)) or hasattr(src, "read"):
+        fp = src  # a path is opened by _opened (regular files only)
     else:
         raise ImageError(f"{where}: cannot open an image from a {type(src).__name__}; pass a path, bytes, a "
                          "file object, a PIL image or a numpy array.", path=where)
@@ -270,7 +332,7 @@ def open_image(src: Any, *, mode: str = "RGB", max_pixels: int | None = MAX_PIXE
         with warnings.catch_warnings():
             # Pillow warns between its two bomb limits; a warning is not a refusal, so make it one.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(fp, formats=_FORMATS) as im:
+            with _opened(fp, where) as fh, Image.open(fh, formats=_FORMATS) as im:
                 w, h = im.size
                 if max_pixels is not None and max(w, 1) * max(h, 1) > max_pixels:
                     raise ImageError(

@@ -3,10 +3,11 @@
 Owns: ``read_state_dict`` (safetensors, or a ``.pth`` through ``torch.load(weights_only=True)`` only:
 a pickle that asks for anything but tensors and plain containers is refused, never run),
 ``save_state_dict`` (atomic safetensors writes) and ``load_entry_weights`` (fetch an entry's weights,
-convert a ``.pth`` once into ``<stem>.safetensors`` beside it in the cache, read that afterwards).
+convert a ``.pth`` once into safetensors in the cache, read that afterwards).
 
-The checksum is verified by ``zoo.fetch.fetch_file`` before ``torch.load`` ever sees a file. Imports
-torch and ``zoo.fetch``; never ``zoo.finetune`` or ``zoo.cli``.
+The checksum is verified by ``zoo.fetch.fetch_verified`` before ``torch.load`` ever sees a file; where
+the conversion lives is ``zoo.store``'s. Imports torch, ``zoo.fetch`` and ``zoo.store``; never
+``zoo.finetune`` or ``zoo.cli``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from zoo._io import atomic_path
 from zoo.errors import UnsafeWeightsError, WeightsError
 from zoo.registry.schema import Entry
 
-__all__ = ["read_state_dict", "save_state_dict", "load_entry_weights", "converted_path"]
+__all__ = ["read_state_dict", "save_state_dict", "load_entry_weights"]
 
 # Containers that training scripts wrap a state dict in; unwrapped in this order.
 _WRAPPER_KEYS = ("state_dict", "model")
@@ -157,17 +158,12 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | Path, *,
     return path
 
 
-def converted_path(weights: Path) -> Path:
-    """Where the safetensors conversion of a cached ``.pth`` lives: ``<stem>.safetensors`` beside it."""
-    return weights.with_name(weights.stem + ".safetensors")
-
-
 def load_entry_weights(entry: Entry, *, progress: bool = True) -> dict[str, torch.Tensor]:
     """Fetch (and verify) an entry's ``weights`` file and read its state dict.
 
-    A ``.pth`` is checksummed by ``fetch_file``, read once with ``weights_only=True`` and converted
-    into ``<stem>.safetensors`` beside it in the cache; later calls read the safetensors file. The
-    conversion records the sha256 of the ``.pth`` it came from and is redone if that changes.
+    A ``.pth`` is checksummed by ``fetch_verified``, read once with ``weights_only=True`` and converted
+    into safetensors in the cache (``zoo.store.converted_path``); later calls read that. The
+    conversion's record names the sha256 of the ``.pth`` it came from, and it is redone if that changes.
 
     Args:
         entry: a registry entry with a ``weights`` file in ``safetensors`` or ``pth`` format.
@@ -177,7 +173,7 @@ def load_entry_weights(entry: Entry, *, progress: bool = True) -> dict[str, torc
         The state dict, on the CPU.
 
     Raises:
-        DownloadError, ChecksumMismatchError, OfflineError: see ``zoo.fetch.fetch_file``.
+        DownloadError, ChecksumMismatchError, OfflineError, StorageError: see ``zoo.fetch.fetch_verified``.
         UnsafeWeightsError: the ``.pth`` pickle would run code.
         WeightsError: the file is unreadable or of a format that is not a state dict.
 
@@ -187,38 +183,29 @@ def load_entry_weights(entry: Entry, *, progress: bool = True) -> dict[str, torc
     """
     from filelock import FileLock
 
-    from zoo._io import file_digest
-    from zoo.fetch import fetch_file, read_record, write_record
+    from zoo import store
+    from zoo.fetch import fetch_verified
 
     spec = entry.file("weights") if any(f.role == "weights" for f in entry.files) else None
     if spec is None:
         raise WeightsError(f"Entry {entry.name!r} lists no weights file; build it with pretrained=False "
                            f"or add a 'weights' file to its registry entry.")
-    path = fetch_file(entry, "weights", progress=progress)
-    if spec.format == "safetensors":
-        return read_state_dict(path, format="safetensors")
-    if spec.format != "pth":
+    if spec.format not in ("safetensors", "pth"):
         raise WeightsError(f"{entry.name}'s weights are {spec.format!r}, not a state dict; "
                            f"{'zoo.caffe converts them' if spec.format == 'caffemodel' else 'no reader exists'}.")
-    source_sha = (read_record(path) or {}).get("sha256") or file_digest(path)
-    target = converted_path(path)
-    with FileLock(str(target) + ".lock"):
-        if target.is_file() and _converted_from(target) == source_sha:
-            return read_state_dict(target, format="safetensors")
-        state = read_state_dict(path, format="pth")
-        save_state_dict(state, target, metadata={"zoo.entry": entry.name, "zoo.converted_from": path.name,
-                                                  "zoo.source_sha256": source_sha})
-        digest = file_digest(target)
-        write_record(target, sha256=digest, algorithm="sha256", digest=digest, source=f"converted from {path.name}",
-                     entry=entry.name, role="weights-converted")
+    got = fetch_verified(entry, "weights", progress=progress)
+    if spec.format == "safetensors":
+        return read_state_dict(got.path, format="safetensors")
+    converted = store.current_conversion(entry.name, spec.filename, got.sha256)
+    if converted is not None:
+        return read_state_dict(converted, format="safetensors")
+    target = store.converted_path(entry.name, spec.filename)
+    with FileLock(str(store.lock_path(entry.name, target.name))):
+        state = read_state_dict(got.path, format="pth")
+        save_state_dict(state, target, metadata={"zoo.entry": entry.name, "zoo.converted_from": spec.filename,
+                                                  "zoo.source_sha256": got.sha256})
+        digest = store.hash_file(target).sha256
+        store.write_record(target, sha256=digest, algorithm="sha256", digest=digest, entry=entry.name,
+                           source=f"converted from {spec.filename}", role="weights-converted",
+                           extra={"converted_from_sha256": got.sha256})
     return state
-
-
-def _converted_from(path: Path) -> str | None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return (fh.metadata() or {}).get("zoo.source_sha256")
-    except Exception:  # an unreadable conversion is simply redone
-        return None

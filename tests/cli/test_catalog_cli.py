@@ -114,6 +114,10 @@ def test_builtin_download_works_beside_a_broken_user_file(capsys, tmp_path, monk
                                                                               "builder": "hf-hub:org/x"}})
     monkeypatch.setenv("ZOO_REGISTRY", str(broken))
     monkeypatch.setenv("ZOO_OFFLINE", "1")  # the embedded model ships in the package: no network
+    from huggingface_hub import constants
+
+    # main() turns huggingface_hub offline for the whole process; the tests after this one need it back
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", constants.HF_HUB_OFFLINE)
     code, out, err = run(capsys, "download", "lenet.fmnist5", "-q")
     assert code == 0, err
     assert Path(out.split()[0]).name == "lenet_fmnist5.safetensors"

@@ -21,24 +21,27 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-@pytest.fixture
-def model_dir(tmp_path):
-    """A saved timm ``test_resnet`` (370k parameters) at 32 px: `zoo.load(dir)` gives it back."""
+def save_tiny(directory, seed: int = 0):
+    """A saved timm ``test_resnet`` (370k parameters) at 32 px: `zoo.load(directory)` gives it back."""
     import timm
     import torch
 
     from zoo.factory import save_model
-    from zoo.model import ZooModel, split_classifier
+    from zoo.model import BuildSpec, ZooModel, split_classifier
     from zoo.registry.schema import Preprocessing
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     net = timm.create_model("test_resnet", pretrained=False, num_classes=5)
     body, head = split_classifier(net, "fc")
     model = ZooModel(body, head, num_features=head.in_features, name="tiny-resnet", base="tiny-resnet",
-                     preprocessing=Preprocessing(input_size=(3, 32, 32), resize=36))
-    model.build_spec = {"library": "timm", "builder": "test_resnet", "kwargs": {}, "in_chans": 3,
-                        "num_classes": 5}
-    return save_model(model, tmp_path / "tiny-run")
+                     preprocessing=Preprocessing(input_size=(3, 32, 32), resize=36),
+                     build=BuildSpec(library="timm", builder="test_resnet", in_chans=3, num_classes=5))
+    return save_model(model, directory)
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    return save_tiny(tmp_path / "tiny-run")
 
 
 @pytest.fixture
@@ -97,3 +100,48 @@ def test_extract_json_summary(capsys, tmp_path, model_dir, photos):
     assert code == 0
     summary = json.loads(stdout)
     assert summary["extracted"] == 2 and summary["failed"] == 0 and summary["dim"] > 0
+
+
+def test_missing_or_special_inputs(capsys, tmp_path, model_dir, photos):
+    import os
+    import signal
+
+    out = tmp_path / "x.npz"
+    code, stdout, stderr = run(capsys, "extract", str(model_dir), str(tmp_path / "nodir"), "--out", str(out))
+    assert code == 1 and "nodir: no such file or folder" in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not out.exists()
+
+    # A FIFO is never opened (opening one waits for a writer): refused as an input, skipped in a folder.
+    os.mkfifo(tmp_path / "pipe.jpg")
+    os.mkfifo(photos / "stream.jpg")
+    signal.alarm(120)  # a hang fails the test instead of stalling the suite
+    try:
+        code, _, stderr = run(capsys, "extract", str(model_dir), str(tmp_path / "pipe.jpg"), "--out", str(out))
+        assert code == 1 and "not a regular file" in stderr
+        code, stdout, stderr = run(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q",
+                                   "--workers", "0")
+    finally:
+        signal.alarm(0)
+    assert code == 0 and "Extracted 10 of 12 images" in stdout and "stream.jpg: a FIFO" in stderr
+
+
+def test_similar_with_a_mismatched_or_damaged_index(capsys, tmp_path, model_dir, photos):
+    out = tmp_path / "feats.npz"
+    assert run(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q")[0] == 0
+    query = str(photos / "p1.jpg")
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(out.read_bytes()[:300])
+    with np.load(out) as data:
+        np.savez(tmp_path / "tampered.npz", **{**dict(data), "pool": np.array("median")})
+    for index in (damaged, tmp_path / "tampered.npz"):
+        code, _, stderr = run(capsys, "similar", str(index), query)
+        assert code == 1 and index.name in stderr and "Traceback" not in stderr
+        assert len(stderr.strip().splitlines()) == 1
+
+    save_tiny(model_dir, seed=1)  # other weights behind the same folder
+    code, _, stderr = run(capsys, "similar", str(out), query)
+    assert code == 1 and "other weights" in stderr and len(stderr.strip().splitlines()) == 1
+    code, stdout, stderr = run(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q")
+    assert code == 0 and "other weights" in stderr and "earlier run" not in stdout
+    code, stdout, _ = run(capsys, "similar", str(out), query, "--json")
+    assert code == 0 and json.loads(stdout.splitlines()[0])["results"][0]["path"].endswith("p1.jpg")

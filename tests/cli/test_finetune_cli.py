@@ -99,3 +99,61 @@ def test_help_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "--unfreeze-from" in proc.stdout
+
+
+def test_cli_options_are_the_config_fields_with_the_config_defaults():
+    import dataclasses
+
+    from zoo.cli.finetune import MODEL_OPTIONS, SCHEDULE_OPTIONS
+    from zoo.cli.train import TRAIN_OPTIONS
+    from zoo.finetune import FinetuneConfig
+    from zoo.finetune.config import SCHEDULE_FIELDS
+    from zoo.finetune.loop import TrainConfig
+    from zoo.finetune.strategies import HEADS, STRATEGIES
+
+    config, loop = FinetuneConfig(), TrainConfig()
+    own = {f.name for f in dataclasses.fields(FinetuneConfig)} - {"train"}
+    loop_names = {f.name for f in dataclasses.fields(TrainConfig)} - set(SCHEDULE_FIELDS)
+    for name, flags, settings in MODEL_OPTIONS + SCHEDULE_OPTIONS + TRAIN_OPTIONS:
+        assert name in own | loop_names, f"{flags[0]} maps to no config field ({name})"
+        default = getattr(config, name) if name in own else getattr(loop, name)
+        if "default" in settings and settings["default"] is not None:
+            assert settings["default"] == default, f"{flags[0]}: CLI default {settings['default']!r} != {default!r}"
+    finetune_fields = {name for name, _, _ in MODEL_OPTIONS + SCHEDULE_OPTIONS}
+    # Fields `zoo finetune` leaves out on purpose: they apply to in-memory data sets (`zoo train`).
+    assert own - finetune_fields == {"classes", "input_size", "grey"}
+    choices = {name: settings["type"].choices for name, _, settings in MODEL_OPTIONS if name in ("strategy", "head")}
+    assert tuple(choices["strategy"]) == STRATEGIES and tuple(choices["head"]) == HEADS
+
+
+def test_runs_compares_runs_side_by_side(tmp_path, capsys, base):
+    data = make_folder(tmp_path / "data", {"ants": 6, "bees": 6})
+    make_folder(tmp_path / "data_t" / "test", {"ants": 2, "bees": 2}, seed=4)
+    for name, strategy in (("lin", "linear"), ("full", "full")):
+        code, _, err = zoo_cli(capsys, "finetune", base, data, "--out", tmp_path / "runs" / name, "--strategy",
+                               strategy, "--epochs", "2", "--device", "cpu", "-q")
+        assert code == 0, err
+    code, out, err = zoo_cli(capsys, "runs", tmp_path / "runs" / "lin", tmp_path / "runs" / "full", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["strategy"] for r in rows] == ["linear", "full"] and all(r["model"] == base for r in rows)
+    assert all(r["epochs"] == 2 and r["data"] == "data" and 1 <= r["best_epoch"] <= 2 for r in rows)
+    assert all(isinstance(r["val_accuracy"], float) and r["test_accuracy"] is None for r in rows)
+    code, out, err = zoo_cli(capsys, "runs", tmp_path / "runs")  # a folder of runs stands for them all
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["run", "model", "strategy", "data"] and len(lines) == 3
+    assert "linear" in out and "full" in out and "2/2" in out
+    code, _, err = zoo_cli(capsys, "runs", tmp_path / "data")
+    assert code == 1 and "not a run folder" in err
+
+
+def test_quiet_keeps_the_summary_only(tmp_path, capsys, base):
+    data = make_folder(tmp_path / "data", {"ants": 6, "bees": 6})
+    code, out, err = zoo_cli(capsys, "finetune", base, data, "--out", tmp_path / "r", "--epochs", "2",
+                             "--device", "cpu")
+    assert code == 0 and out.count("epoch ") >= 2 and "train 10" in out
+    code, out, err = zoo_cli(capsys, "finetune", base, data, "--out", tmp_path / "q", "--epochs", "2",
+                             "--device", "cpu", "-q")
+    assert code == 0 and "epoch   1" not in out and "train 10" not in out and "\r" not in out + err
+    assert "val: accuracy" in out and "weights: epoch" in out and "run: " in out

@@ -41,10 +41,9 @@ def test_linear_run_lowers_loss_writes_a_complete_run_and_reloads(tmp_path, base
     names = set(os.listdir(run.path))
     assert {"model.safetensors", "model.json", "config.json", "split.json", "metrics.jsonl", "metrics.json",
             "skipped.tsv", "README.md", "checkpoint.pt", "curves.png", "confusion.png"} <= names
-    config = run.config
-    assert config["base"] == base and config["options"]["strategy"] == "linear"
-    assert config["command"].startswith("zoo.finetune.fit(") and "epochs=12" in config["command"]
-    assert config["classes"] == ["ants", "bees", "cats"]
+    assert run.base == base and run.config.strategy == "linear" and run.kind == "finetune"
+    assert run.command.startswith("zoo.finetune.fit(") and "epochs=12" in run.command
+    assert run.classes == ["ants", "bees", "cats"]
     card = (run.path / "README.md").read_text()
     assert base in card and "licence: MIT" in card and "zoo.load(" in card and "ants" in card
     assert run.summary["val"]["n"] == 6 and "confusion" in run.summary["val"]
@@ -82,11 +81,11 @@ def test_strategies_train(tmp_path, base, data, strategy, extra):
               progress=False, device="cpu", **extra)
     history = run.history
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    groups = run.config["plan"]["groups"]
+    groups = run.record["plan"]["groups"]
     if strategy == "full":
         assert len(groups) >= 3 and groups[0]["lr_scale"] < groups[-1]["lr_scale"] == 1.0
     if strategy == "partial":
-        assert run.config["plan"]["unfreeze_from"] == "features.conv2"
+        assert run.record["plan"]["unfreeze_from"] == "features.conv2"
     model = run.model
     assert model(torch.zeros(1, 1, 16, 16)).shape == (1, 3)
 
@@ -102,6 +101,34 @@ def test_errors(tmp_path, base, data):
         fit(base, data, out=tmp_path / "c", epochs=1, progress=False, device="cpu")
     with pytest.raises(RunError, match="config.json"):
         fit(base, data, out=tmp_path / "d", resume=True, progress=False)
+
+
+def test_the_saved_weights_are_the_best_epochs(tmp_path, base, data):
+    snapshots, wrecked = {}, []
+
+    def wreck(info):
+        # Noise on every weight at the start of the last epoch: that epoch's validation loss is the worst.
+        if info["epoch"] == 3 and not wrecked:
+            with torch.no_grad():
+                for p in info["model"].parameters():
+                    p.add_(torch.randn_like(p) * 2.0)
+            wrecked.append(True)
+
+    def snap(info):
+        snapshots[info["epoch"]] = {k: v.detach().clone() for k, v in info["model"].state_dict().items()}
+
+    run = fit(base, data, out=tmp_path / "run", strategy="full", epochs=4, lr=3e-3, batch_size=8, progress=False,
+              device="cpu", callbacks={"on_step_end": [wreck], "on_epoch_end": [snap]})
+    losses = {r["epoch"]: r["val_loss"] for r in run.history}
+    best = min(losses, key=losses.get)
+    assert best != 4 and run.summary["weights_epoch"] == best == run.summary["best_epoch"]["epoch"]
+    saved = zoo.load(run.path).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in snapshots[best].items())
+    assert not all(torch.equal(saved[k], v) for k, v in snapshots[4].items())
+    assert f"The saved weights are epoch {best}'s of 4" in (run.path / "README.md").read_text()
+    assert not (run.path / "best.safetensors").exists()
+    # The report is the saved weights': the best epoch's validation loss, not the last one's.
+    assert run.summary["val"]["loss"] == pytest.approx(losses[best], rel=1e-4)
 
 
 def test_python_model_object(tmp_path, data):

@@ -74,6 +74,27 @@ def test_register_then_list_and_load(finished):
     assert json.loads(path.read_text())["entries"][0]["architecture"]["library"] == "run"
 
 
+def test_a_registered_run_keeps_loading_after_its_folder_moves(tmp_path, finished):
+    import shutil
+
+    from zoo.registry.catalog import load_entry_file
+    from zoo.registry.serialiser import entry_to_dict
+
+    run, _ = finished
+    x = torch.rand(3, 1, 16, 16)
+    with torch.no_grad():
+        expected = run.model(x)
+    name, path = register_run(run.path, name="ants.moved")
+    entry = zoo.get_entry("ants.moved")
+    # Written through the schema's serialiser: reading the file back gives the same entry, as data.
+    again = load_entry_file(path, collection="local")[0]
+    assert entry_to_dict(again) == entry_to_dict(entry) == json.loads(path.read_text())["entries"][0]
+    assert entry.files[0].checksum.trust == "local" and entry.tags == ("fine-tuned", "local")
+    shutil.move(run.path, tmp_path / "elsewhere")
+    with torch.no_grad():
+        assert torch.allclose(zoo.load("ants.moved")(x), expected)
+
+
 def test_history_counts_a_redone_epoch_once(finished):
     run, _ = finished
     rows = (run.path / "metrics.jsonl").read_text().splitlines()

@@ -141,10 +141,11 @@ def test_train_scratch_on_an_image_folder(small_root, tmp_path):
         folder = tmp_path / "photos" / ds.classes[int(ds.labels[i])].lower()
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(ds.images[i, 0].numpy(), mode="L").resize((40, 40)).convert("RGB").save(folder / f"{i}.png")
-    result = train_scratch("softmax", tmp_path / "photos", out=tmp_path / "run", epochs=3, batch_size=8, seed=1,
-                           device="cpu", progress=False)
-    assert result.model.input_size == (1, 28, 28)  # the .scratch entry's input size
-    assert result.test["accuracy"] >= 0.8  # trousers vs bags
+    run = train_scratch("softmax", tmp_path / "photos", out=tmp_path / "run", epochs=3, batch_size=8, seed=1,
+                        device="cpu", progress=False)
+    # The images' own size and colour (grey pictures saved as RGB files), not the .scratch entry's 28 px.
+    assert run.model.input_size == (1, 40, 40) and run.record["data"]["input"]["size"] == [1, 40, 40]
+    assert run.summary["val"]["accuracy"] >= 0.8  # trousers vs bags
     assert zoo.load(tmp_path / "run").labels == ("bag", "trouser")
 
 

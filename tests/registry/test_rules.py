@@ -86,11 +86,19 @@ def test_timm_options_that_reach_files_are_refused(key, value, words):
 
 @pytest.mark.parametrize("library,builder", [
     ("timm", "hf-hub:timm/resnet18.a1_in1k"), ("timm", "local-dir:/tmp/model"), ("timm", "../resnet18"),
-    ("timm", "resnet18.a1_in1k"), ("torchvision", "resnet50 "), ("zoo", "lenet/../../x"), ("caffe", "file:x"),
+    ("timm", "resnet18.a1_in1k/x"), ("timm", "resnet18.a1.in1k"), ("torchvision", "resnet50.tv_in1k"),
+    ("torchvision", "resnet50 "), ("zoo", "lenet/../../x"), ("caffe", "file:x"),
     ("run", "hf-hub:org/repo"), ("run", "https://example.org/run"), ("run", "run\x00dir"),
 ])
 def test_builders_with_a_scheme_or_path_are_refused(library, builder):
     refused(entry(architecture={"library": library, "builder": builder}), "architecture.builder")
+
+
+def test_a_timm_builder_may_carry_its_pretrained_tag():
+    # create_model("arch.tag", pretrained=False) takes the tag's config (input size), never its weights
+    parsed = parse_entry(entry(architecture={"library": "timm", "builder": "resnet18.a1_in1k"}), path="x.json",
+                         index=0)
+    assert parsed.architecture.builder == "resnet18.a1_in1k"
 
 
 def test_plain_options_of_every_library_pass():

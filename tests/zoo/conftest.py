@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fileserver import entry_dict, start_server
+from fileserver import entry_dict, publish_on_hub, start_server
 
 from zoo.registry.schema import Entry, parse_entry
 
@@ -23,10 +23,10 @@ def http_server():
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch):
     """Retries back off in milliseconds, not seconds, in tests."""
-    import zoo.fetch
+    import zoo.transports
 
-    monkeypatch.setattr(zoo.fetch, "BACKOFF_BASE", 0.001)
-    monkeypatch.setattr(zoo.fetch, "TIMEOUT", 10.0)
+    monkeypatch.setattr(zoo.transports, "BACKOFF_BASE", 0.001)
+    monkeypatch.setattr(zoo.transports, "TIMEOUT", 10.0)
 
 
 @pytest.fixture
@@ -51,3 +51,21 @@ def user_registry(tmp_path, monkeypatch):
         return path
 
     return write
+
+
+@pytest.fixture
+def fake_hub(http_server, monkeypatch):
+    """Point huggingface_hub at the local server (in this process and in subprocesses), which answers
+    its HEAD/GET like the Hub does for an LFS file. ``fake_hub(repo, filename, data, etag=None)``
+    publishes one file at ``main``."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", http_server.base)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        http_server.base + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setenv("HF_ENDPOINT", http_server.base)
+
+    def publish(repo: str, filename: str, data: bytes, *, etag: str | None = None) -> None:
+        publish_on_hub(http_server, repo, filename, data, etag=etag)
+
+    return publish

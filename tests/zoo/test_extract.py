@@ -11,52 +11,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
+from extracthelp import photo, reference, tiny_model
 from zoo.errors import DataError, ImageError, UnknownLayerError
 from zoo.extract import Extractor, collect_inputs, extract_folder, load_features, similar
 from zoo.model import ZooModel, split_classifier
 from zoo.registry.schema import Preprocessing
 
 torch.set_num_threads(2)
-
-
-def tiny_model(seed: int = 0, size: int = 32) -> ZooModel:
-    """A small conv net in the zoo contract: quick enough for many images in a test."""
-    torch.manual_seed(seed)
-    body = nn.Sequential()
-    body.add_module("stem", nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()))
-    body.add_module("stage", nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()))
-    body.add_module("pool", nn.AdaptiveAvgPool2d(1))
-    body.add_module("flat", nn.Flatten())
-    for m in body.modules():  # non-trivial BatchNorm statistics, so eval mode matters
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-    pre = Preprocessing(input_size=(3, size, size), resize=size + size // 8)
-    return ZooModel(body, nn.Linear(16, 5), num_features=16, name="tiny", preprocessing=pre).eval()
-
-
-def photo(seed: int, size=(48, 40)) -> Image.Image:
-    """Smooth colour gradients plus noise: JPEG-realistic content."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
-    base = np.stack([np.sin(xx * rng.uniform(2, 8) + c) * np.cos(yy * rng.uniform(2, 8)) for c in range(3)], -1)
-    arr = (base * 90 + 128 + rng.normal(0, 12, (h, w, 3))).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(arr)
-
-
-def reference(model: ZooModel, images: list[Image.Image], layer: str, pool: str | None = "avg") -> np.ndarray:
-    """The model's own forward at ``layer`` on the same preprocessed tensors."""
-    x = torch.stack([model.transforms(im) for im in images])
-    with torch.no_grad():
-        out = model.forward_layers(x, [layer])[layer]
-    if out.ndim == 4 and pool == "avg":
-        out = out.mean(dim=(2, 3))
-    if out.ndim == 3 and pool == "avg":
-        out = out.mean(dim=1)
-    return out.numpy()
 
 
 @pytest.fixture
@@ -364,5 +326,5 @@ def test_frozen_cpu_graph_gives_the_eager_features():
     eager = Extractor(model, batch_size=4, num_workers=0, freeze=False)
     assert frozen.freeze and not eager.freeze
     np.testing.assert_allclose(frozen(images), eager(images), rtol=1e-4, atol=1e-5)
-    assert frozen._frozen is not None and frozen._frozen[1][0] == 4
+    assert frozen.runner.traced_shape is not None and frozen.runner.traced_shape[0] == 4
     assert not Extractor(model, layer=["layer3", "pool"], num_workers=0).freeze  # hooks need eager modules

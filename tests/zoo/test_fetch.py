@@ -10,9 +10,11 @@ import warnings
 import pytest
 from fileserver import entry_dict, file_dict, sha256, start_server
 
-import zoo.fetch
+import zoo.transports
+from zoo import store
 from zoo.errors import ChecksumMismatchError, DownloadError, OfflineError
-from zoo.fetch import ChecksumWarning, download, fetch_file, mirror
+from zoo.fetch import ChecksumWarning, download, fetch_file
+from zoo.mirrors import mirror
 from zoo.registry import env
 
 DATA = os.urandom(300_000)
@@ -49,7 +51,7 @@ def test_tampered_bytes_raise_and_leave_nothing(http_server, make_entry):
 
 
 def test_dropped_connection_is_resumed_by_next_call(http_server, make_entry, monkeypatch):
-    monkeypatch.setattr(zoo.fetch, "RETRIES", 0)  # fail the first call so the *next* call resumes
+    monkeypatch.setattr(zoo.transports, "RETRIES", 0)  # fail the first call so the *next* call resumes
     url = http_server.add("w.safetensors", DATA)
     http_server.drop_after["/w.safetensors"] = [100_000]
     entry = make_entry("net.drop", [file_dict([url], DATA)])
@@ -84,7 +86,7 @@ def test_503_twice_then_200_succeeds(http_server, make_entry):
 
 
 def test_persistent_503_gives_up_with_every_reason(http_server, make_entry, monkeypatch):
-    monkeypatch.setattr(zoo.fetch, "RETRIES", 2)
+    monkeypatch.setattr(zoo.transports, "RETRIES", 2)
     url = http_server.add("w.safetensors", DATA)
     http_server.fail["/w.safetensors"] = [503] * 10
     entry = make_entry("net.down", [file_dict([url], DATA)])
@@ -127,9 +129,10 @@ def test_every_source_failing_lists_each_reason(http_server, make_entry):
 
 def _child_fetch(name: str) -> str:
     import zoo.fetch
+    import zoo.transports
     from zoo.registry import catalog
 
-    zoo.fetch.BACKOFF_BASE = 0.001
+    zoo.transports.BACKOFF_BASE = 0.001
     path = zoo.fetch.fetch_file(catalog().get(name), progress=False)
     return sha256(path.read_bytes())
 
@@ -245,7 +248,7 @@ def test_prefix_checksum_pins_full_sha256(http_server, make_entry):
     fetch_file(entry, progress=False)
     pins = json.loads((env.zoo_home() / "pins.json").read_text())
     assert pins["net.prefix/resnet.pth"]["sha256"] == full
-    assert zoo.fetch.pinned_sha256(entry, entry.file("weights")) == full
+    assert store.pinned_sha256(entry, entry.file("weights")) == full
     # The origin now serves different bytes that happen to share the 8-hex prefix? We cannot forge a
     # prefix collision cheaply, so check the pin is what is enforced: change the pin's full value.
     pins["net.prefix/resnet.pth"]["sha256"] = full[:8] + "0" * 56
@@ -329,53 +332,37 @@ def test_unknown_role_is_a_registry_error(make_entry, http_server):
         fetch_file(entry, "mean")
 
 
-@pytest.fixture
-def fake_hub(http_server, monkeypatch):
-    """Point huggingface_hub at the local server, which answers its HEAD/GET like the Hub does for an
-    LFS file (X-Repo-Commit, X-Linked-Etag = the file's sha256, X-Linked-Size)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "ENDPOINT", http_server.base)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        http_server.base + "/{repo_id}/resolve/{revision}/{filename}")
-
-    def publish(repo: str, filename: str, data: bytes, *, etag: str | None = None) -> None:
-        path = f"/{repo}/resolve/main/{filename}"
-        http_server.add(path, data)
-        http_server.headers[path] = {"X-Repo-Commit": "a" * 40, "X-Linked-Etag": f'"{etag or sha256(data)}"',
-                                     "X-Linked-Size": str(len(data)), "ETag": f'"{etag or sha256(data)}"'}
-
-    return publish
+def _hub_spec(repo: str) -> dict:
+    return {"role": "weights", "filename": "model.safetensors", "format": "safetensors",
+            "sources": [{"hf": {"repo": repo, "filename": "model.safetensors"}}]}  # no checksum: the etag
 
 
 def test_hf_source_verified_against_the_lfs_sha256(fake_hub, make_entry, monkeypatch):
     fake_hub("org/net", "model.safetensors", DATA)
-    spec = {"role": "weights", "filename": "model.safetensors", "format": "safetensors",
-            "sources": [{"hf": {"repo": "org/net", "filename": "model.safetensors"}}]}  # no checksum: the etag
-    entry = make_entry("net.hub", [spec])
+    entry = make_entry("net.hub", [_hub_spec("org/net")])
     path = fetch_file(entry, progress=False)
-    assert path == env.zoo_home() / "files" / "net.hub" / "model.safetensors"
-    assert path.read_bytes() == DATA
-    record = json.loads(path.with_name(path.name + ".verified").read_text())
+    assert path.is_relative_to(env.hf_hub_cache()) and path.read_bytes() == DATA  # in the Hub's cache, once
+    assert not (env.zoo_home() / "files" / "net.hub").exists()
+    record = json.loads(store.hub_record_path("net.hub", "model.safetensors").read_text())
     assert record["sha256"] == sha256(DATA) and record["source"].startswith("hf://org/net/model.safetensors")
-    # Offline, with our copy gone, the Hub's own cache under $ZOO_HOME/hf still serves it.
-    path.unlink()
+    # Offline, the Hub's own cache still serves it.
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     assert fetch_file(entry, progress=False).read_bytes() == DATA
 
 
 def test_hf_bytes_that_do_not_match_the_etag_are_refused(fake_hub, make_entry):
     fake_hub("org/liar", "model.safetensors", b"swapped" + DATA[7:], etag=sha256(DATA))
-    spec = {"role": "weights", "filename": "model.safetensors", "format": "safetensors",
-            "sources": [{"hf": {"repo": "org/liar", "filename": "model.safetensors"}}]}
     with pytest.raises(ChecksumMismatchError) as info:
-        fetch_file(make_entry("net.liar", [spec]), progress=False)
+        fetch_file(make_entry("net.liar", [_hub_spec("org/liar")]), progress=False)
     assert info.value.expected == sha256(DATA)
     assert _leftovers(env.zoo_home() / "files" / "net.liar") == []
+    # The corrupt blob does not stay in the Hub's cache to be found next time, and nothing was recorded.
+    assert [p for p in env.hf_hub_cache().rglob("*") if p.is_file() and p.parent.name == "blobs"] == []
+    assert not store.hub_record_path("net.liar", "model.safetensors").exists()
 
 
 def test_failed_force_keeps_the_cached_copy(http_server, make_entry, monkeypatch):
-    monkeypatch.setattr(zoo.fetch, "RETRIES", 0)
+    monkeypatch.setattr(zoo.transports, "RETRIES", 0)
     url = http_server.add("w.safetensors", DATA)
     entry = make_entry("net.force", [file_dict([url], DATA)])
     path = fetch_file(entry, progress=False)

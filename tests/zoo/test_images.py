@@ -228,6 +228,20 @@ def test_natural_key():
     assert sorted(["a10", "a9", "A1", "b"], key=natural_key) == ["A1", "a9", "a10", "b"]
 
 
+def test_one_natural_order_for_file_and_model_names():
+    from zoo.registry.catalog import natural_key as catalogue_key
+
+    assert natural_key is catalogue_key  # one rule: the catalogue's, which zoo.images re-exports
+    files = ["img10.jpg", "IMG1.PNG", "img2.jpg", "Img2.jpg", "b.jpg", "A.jpg", "img7.jpg", "img007.jpg", "x\u00b2.jpg",
+             "1.jpg", "scan\u0663.jpg"]
+    assert sorted(files, key=natural_key) == [
+        "1.jpg", "A.jpg", "b.jpg", "IMG1.PNG", "Img2.jpg", "img2.jpg", "img007.jpg", "img7.jpg", "img10.jpg",
+        "scan\u0663.jpg", "x\u00b2.jpg"]  # case ignored, ties by exact text; a superscript is not a number
+    models = ["resnet101", "resnet18", "ResNet50", "resnet2", "vit_b_16", "vit_b_8", "resnet18.tv_in1k"]
+    assert sorted(models, key=natural_key) == [
+        "resnet2", "resnet18", "resnet18.tv_in1k", "ResNet50", "resnet101", "vit_b_8", "vit_b_16"]
+
+
 def test_dataset_reports_failures_through_worker_batches(tmp_path):
     import torch
     from torch.utils.data import DataLoader

@@ -10,7 +10,8 @@ import torch
 from fileserver import file_dict, sha256
 
 from zoo.errors import UnsafeWeightsError, WeightsError
-from zoo.weights import converted_path, load_entry_weights, read_state_dict, save_state_dict
+from zoo.store import converted_path
+from zoo.weights import load_entry_weights, read_state_dict, save_state_dict
 
 
 class _Payload:
@@ -56,7 +57,7 @@ def test_code_running_pickle_served_by_an_entry_is_refused(http_server, make_ent
     with pytest.raises(UnsafeWeightsError, match="evil.pth"):
         load_entry_weights(entry, progress=False)
     assert not marker.exists()
-    assert not converted_path(tmp_path / "evil.pth").exists()
+    assert not converted_path("net.evil", "evil.pth").exists()
 
 
 def test_pth_converts_once_and_reads_the_same_tensors(http_server, make_entry, tmp_path, monkeypatch):
