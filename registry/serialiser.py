@@ -17,9 +17,9 @@ from typing import Any
 
 from .errors import RegistryError
 from .records import Checksum, Entry, Preprocessing, Source
-from .schema import SCHEMA_VERSION, parse_document
+from .schema import SCHEMA_VERSION, parse_document, parse_entry
 
-__all__ = ["entry_to_dict", "preprocessing_to_dict", "render_entries", "write_entries"]
+__all__ = ["checked", "entry_to_dict", "preprocessing_to_dict", "render_entries", "write_entries"]
 
 
 def preprocessing_to_dict(p: Preprocessing) -> dict[str, Any]:
@@ -75,6 +75,23 @@ def entry_to_dict(entry: Entry, *, presets: Mapping[str, Preprocessing] | None =
                      "source": m.source} for m in entry.metrics],
         "params": entry.params, "recipe": entry.recipe, "tags": list(entry.tags), "card": entry.card,
     }
+
+
+def checked(entry: Entry) -> Entry:
+    """``entry`` after every check a registry file gets: written as this module writes it and parsed back.
+
+    For entries built in code from records (a library's catalogue, a registered run), so that they obey
+    the same rules as a file (no option that reads files, no path out of its folder).
+
+    Raises:
+        RegistryError: the entry breaks a schema rule, or changes when written and read back.
+    """
+    path = entry.origin_file or "<built in code>"
+    again = parse_entry(entry_to_dict(entry), path=path, index=0, collection=entry.collection)
+    if entry_to_dict(again) != entry_to_dict(entry):
+        raise RegistryError("changes when written and read back; build it from valid records", path=path,
+                            entry=entry.name)
+    return again
 
 
 def render_entries(entries: Iterable[Entry], *, path: str | Path, comment: str = "",
