@@ -55,7 +55,7 @@ def resolve_entry(name: str) -> Entry:
         if entry is not None:
             return entry
         pool = [*known.names(), *(n.name for n in list_external())]
-        raise UnknownModelError(name, close_matches(name.strip().lower(), pool)) from err
+        raise UnknownModelError(name, close_matches(name.strip().lower(), pool), skipped=err.skipped) from err
 
 
 def external_entry(name: str) -> Entry | None:
