@@ -6,14 +6,13 @@ Only ``zoo list --source torchvision|timm|all`` imports those libraries, to list
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 import click
 
-from zoo.registry import Entry, catalog
+from zoo.registry import Entry, card_text, catalog
 from zoo.registry.catalog import SOURCES, list_external, list_models
-from zoo.registry.errors import RegistryError
-from zoo.registry.schema import Preprocessing, entry_to_dict
+from zoo.registry.records import Preprocessing
+from zoo.registry.serialiser import entry_to_dict
 
 __all__ = ["list_cmd", "info_cmd", "card_cmd", "describe_input"]
 
@@ -32,9 +31,15 @@ def describe_input(p: Preprocessing) -> str:
     return f"{'x'.join(map(str, p.input_size))}, {how} ({p.interpolation}{'' if p.antialias else ', no antialias'})"
 
 
-def _top1(entry: Entry) -> str:
+def _top1(entry: Entry) -> float | None:
+    """The reported top-1 accuracy in percent, or None when the entry reports none."""
     metric = entry.metric("top1") or entry.metric("acc@1") or entry.metric("accuracy")
-    return f"{metric.value:.1f}" if metric else "-"
+    return metric.value if metric else None
+
+
+def _shown_top1(entry: Entry) -> str:
+    value = _top1(entry)
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _params(entry: Entry) -> str:
@@ -58,6 +63,9 @@ def _cached(entry: Entry) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one entry per line.")
 def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
     """List models, optionally matching PATTERN (fnmatch; a bare word matches anywhere in the name).
+
+    With --json, one object per line; numbers are numbers, or null when the entry reports none
+    (top1 is the reported top-1 accuracy in percent, params the parameter count).
 
     \b
     Examples:
@@ -88,7 +96,7 @@ def list_cmd(pattern: str | None, source: str, as_json: bool) -> None:
         click.echo(f"{'NAME':<{width}}  {'SOURCE':<11}  {'TOP-1':>5}  {'PARAMS':>7}  {'LICENSE':<18}  CACHED")
         for e in entries:
             mark = "*" if e.default else " "
-            click.echo(f"{e.name:<{width}}{mark} {e.source:<11}  {_top1(e):>5}  {_params(e):>7}  "
+            click.echo(f"{e.name:<{width}}{mark} {e.source:<11}  {_shown_top1(e):>5}  {_params(e):>7}  "
                        f"{e.license:<18}  {'yes' if _cached(e) else ''}")
         click.echo(f"\n{len(entries)} curated entries (* = the default tag of its arch).")
     if externals:
@@ -171,13 +179,5 @@ def card_cmd(name: str) -> None:
     Example:
       zoo card bvlc_googlenet | less
     """
-    entry = catalog().get(name)
-    if not entry.card:
-        raise RegistryError(f"entry {entry.name!r} has no model card; `zoo info {entry.name}` shows what the "
-                            "registry knows.", entry=entry.name, field="card")
-    try:
-        text = (resources.files("zoo.model_cards") / entry.card).read_text("utf-8")
-    except FileNotFoundError as err:
-        raise RegistryError(f"its card {entry.card!r} is missing from model_cards/; reinstall the package",
-                            entry=entry.name, field="card") from err
+    text = card_text(catalog().get(name))  # confined to the package, or to a user entry's own folder
     click.echo(text, nl=not text.endswith("\n"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import warnings
 
 import click
 
@@ -93,11 +94,24 @@ def cli() -> None:
     """
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one ``Warning:`` line on stderr (a skipped registry file, a doubtful checksum), not
+    Python's file, line and source format."""
+    click.echo(f"Warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``zoo`` console script."""
     from zoo.hub import sync_offline
 
     sync_offline()  # ZOO_OFFLINE reaches huggingface_hub before anything imports it
+    with warnings.catch_warnings():
+        if not env.debug():
+            warnings.showwarning = _show_warning
+        _run(argv)
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         # Without standalone mode click returns ctx.exit(n)'s code instead of exiting: pass it on.
         code = cli.main(args=argv, prog_name="zoo", standalone_mode=False)

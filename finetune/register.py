@@ -6,7 +6,7 @@ cache (``$ZOO_HOME/runs/<name>/``) and the entry points at that copy, with its s
 model is something others load by name, so it must not break when its working folder is moved,
 renamed or deleted (a checksum-only entry would only say it broke and ask for a new ``zoo register``).
 The entry is built as a ``zoo.registry.schema.Entry`` and written through the schema's own serialiser
-(``entry_to_dict``), then read back with the registry's parser before it is kept. May import ``zoo``
+(``write_entries``), which reads it back with the registry's parser before it writes. May import ``zoo``
 and ``zoo.registry``; never ``zoo.cli``.
 """
 
@@ -19,13 +19,12 @@ import tempfile
 from pathlib import Path
 
 from zoo import store
-from zoo._io import file_digest, write_json
+from zoo._io import file_digest
 from zoo.errors import RegistryError, RunError
 from zoo.registry import env
-from zoo.registry.schema import (
-    NAME_RE, SCHEMA_VERSION, Architecture, Checksum, Entry, FileSpec, Head, Metric, Preprocessing, Source,
-    entry_to_dict,
-)
+from zoo.registry.records import Architecture, Checksum, Entry, FileSpec, Head, Metric, Preprocessing, Source
+from zoo.registry.schema import NAME_RE
+from zoo.registry.serialiser import write_entries
 
 from .run import Run, load_run
 from .rundir import RunDir
@@ -120,7 +119,6 @@ def register_run(path: str | Path, *, name: str | None = None, force: bool = Fal
         ('photos.ft1', PosixPath('~/.config/zoo/registry/photos.ft1.json'))
     """
     from zoo.registry import catalog
-    from zoo.registry.catalog import load_entry_file
 
     run = load_run(path)
     entry_name = _entry_name(run, name)
@@ -153,9 +151,7 @@ def register_run(path: str | Path, *, name: str | None = None, force: bool = Fal
         tags=("fine-tuned" if run.kind == "finetune" else "from-scratch", "local"),
         license_note=("" if license_ != "unknown" else "trained from random weights: no inherited licence"
                       if run.kind == "scratch" else "inherits the base model's licence, which its entry does not name"))
-    document = {"schema": SCHEMA_VERSION, "entries": [entry_to_dict(entry)]}
-    # Read it back with the registry's own parser before writing: a broken file in the user registry
-    # would break every `zoo list`.
-    load_entry_file(target, text=json.dumps(document), collection="local")
-    write_json(target, document)
+    # The serialiser reads the text back with the registry's own parser before it writes: a broken file in
+    # the user registry would be skipped by every `zoo list`.
+    write_entries(target, [entry], collection="local")
     return entry_name, target

@@ -13,8 +13,16 @@ __all__ = [
     "ZooError",
     "UnknownModelError",
     "RegistryError",
+    "RegistryWarning",
     "close_matches",
+    "shown",
 ]
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """``text`` as it may appear in a one-line message: as is when printable, else its repr; cut to ``limit``."""
+    out = text if text.isprintable() else repr(text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 class ZooError(Exception):
@@ -44,12 +52,15 @@ class UnknownModelError(ZooError, KeyError):
         suggestions: close matches among known names.
     """
 
-    def __init__(self, name: str, suggestions: list[str] | None = None):
+    def __init__(self, name: str, suggestions: list[str] | None = None, skipped: list[str] | None = None):
         self.name = name
         self.suggestions = suggestions or []
+        self.skipped = skipped or []  # user registry files that could not be loaded
         hint = f" Did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        broken = (f" {len(self.skipped)} user registry file(s) could not be loaded and may define it "
+                  f"({', '.join(shown(p) for p in self.skipped[:3])}): `zoo list` says why." if self.skipped else "")
         super().__init__(
-            f"Unknown model {name!r}.{hint} Run `zoo list` to see every entry "
+            f"Unknown model {shown(name, 100)!r}.{hint}{broken} Run `zoo list` to see every entry "
             f"(`zoo list --source all` includes the full torchvision and timm catalogues)."
         )
 
@@ -68,9 +79,23 @@ class RegistryError(ZooError, ValueError):
         self.path, self.entry, self.field = path, entry, field
         where = ", ".join(
             part for part in (
-                f"file {path}" if path else "",
-                f"entry {entry!r}" if entry else "",
-                f"field {field!r}" if field else "",
+                f"file {shown(path)}" if path else "",
+                f"entry {shown(entry, 100)!r}" if entry else "",
+                f"field {shown(field, 100)!r}" if field else "",
             ) if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class RegistryWarning(UserWarning):
+    """A user registry file was skipped (it is malformed or takes a built-in name); the rest still loads.
+
+    Attributes:
+        path: the file that was skipped.
+        error: the ``RegistryError`` that says why.
+    """
+
+    def __init__(self, error: RegistryError):
+        self.path, self.error = error.path, error
+        super().__init__(f"{str(error).rstrip('.')}. This user registry file was skipped: fix it or take it out of "
+                         "ZOO_REGISTRY / the config folder (the rest of the catalogue is loaded).")

@@ -1,43 +1,43 @@
-"""The registry's schema: one frozen record per set of weights, parsed and validated from plain data.
+"""The registry's schema: plain JSON in, validated frozen records out.
 
-Owns: ``Entry`` and its parts (``FileSpec``, ``Source``, ``Checksum``, ``Preprocessing``, ``Head``,
-``Architecture``, ``Metric``), and ``parse_entry`` which turns a JSON object into an ``Entry`` or raises a
-``RegistryError`` naming the file, the entry and the field. Standard library only.
+Owns: the schema's constants (naming rule, licence allow-list, formats, bounds), and ``parse_entry`` and
+``parse_document``, which turn JSON into ``Entry`` records or raise a one-line ``RegistryError`` naming the
+file, the entry and the field. The record types live in ``records`` and are re-exported here; what an
+entry may ask of a library or of the file system is ``rules``; writing entries back is ``serialiser``.
+Standard library only.
 
 An entry file is JSON::
 
     {"schema": 1,
+     "comment": "where these facts come from",
      "preprocessing": {"imagenet_rgb_224": {...}},     # named shared blocks, referenced by name
      "entries": [{"name": "resnet50.tv_in1k", ...}]}
 """
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+from . import rules
 from .errors import RegistryError
+from .records import Architecture, Checksum, Entry, FileSpec, Head, Metric, Preprocessing, Source
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "NAME_RE",
-    "LICENSES",
-    "Architecture",
-    "Checksum",
-    "Source",
-    "FileSpec",
-    "Preprocessing",
-    "Head",
-    "Metric",
-    "Entry",
-    "parse_entry",
-    "entry_to_dict",
+    "SCHEMA_VERSION", "NAME_RE", "LICENSES", "CROP_MODES",
+    "Architecture", "Checksum", "Source", "FileSpec", "Preprocessing", "Head", "Metric", "Entry",
+    "parse_entry", "parse_document",
 ]
 
 SCHEMA_VERSION = 1
-# arch.tag: lower-case arch, a dot, a tag. Arch and tag may hold letters, digits, '_' and '-'.
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*\.[a-z0-9][a-z0-9_\-]*$")
+# arch.tag: lower-case arch, a dot, a tag. Arch and tag may hold letters, digits, '_' and '-'. Names and
+# file names become path components of the cache (files/<name>/<filename>.lock): well under 255 bytes.
+NAME_RE = re.compile(r"^(?=.{3,128}$)[a-z0-9][a-z0-9_\-]*\.[a-z0-9][a-z0-9_\-]*$")
+ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9_\-.]{0,127}$")
+MAX_FILENAME_BYTES = 200
+LABEL_SET_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")  # a built-in label set: registry/labels/NAME.txt
 LIBRARIES = ("torchvision", "timm", "caffe", "zoo", "run")
 # SPDX ids where one exists; the Caffe zoo's own words where it does not.
 LICENSES = frozenset({
@@ -54,191 +54,22 @@ CHANNEL_ORDERS = ("RGB", "BGR", "L")
 # the crop's shape, then centre-crops (``resize`` equal to the input size feeds the whole image, as
 # Caffe feeds its small nets); ``border`` resizes the longer side and pads to the input size.
 CROP_MODES = ("center", "squash", "border")
+# Bounds that keep a hostile number from reaching an allocation: sides, channels, classes, counts.
+MAX_SIDE = 16_384
+MAX_CHANNELS = 1_024
+MAX_CLASSES = 10_000_000
+MAX_INT = 2**53  # JSON's exact integers
 
+_FILE_FIELDS = frozenset({"schema", "comment", "preprocessing", "entries"})
+_ENTRY_FIELDS = ("name", "aliases", "default", "description", "architecture", "files", "license", "license_note",
+                 "origin", "paper", "citation", "preprocessing", "head", "metrics", "params", "recipe", "tags",
+                 "card")
+_PREPROCESSING_FIELDS = ("input_size", "resize", "interpolation", "mean", "std", "channel_order", "scale",
+                         "mean_file", "crop_mode", "antialias")
 _HEX = re.compile(r"^[0-9a-f]+$")
 _DIGEST_LENGTHS = {"sha256": 64, "sha1": 40, "git-blob-sha1": 40}
-
-
-@dataclass(frozen=True, slots=True)
-class Architecture:
-    """How to build the network: a builder function of a library, with keyword arguments.
-
-    ``library`` is ``torchvision`` / ``timm`` (their model builders), ``caffe`` (a graph converted from
-    the entry's own ``.caffemodel``), ``zoo`` (the zoo's reference architectures) or ``run`` (a
-    fine-tuned run directory).
-    """
-
-    library: str
-    builder: str
-    kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Checksum:
-    """The expected digest of a file, and how far to trust it.
-
-    ``algorithm`` is ``sha256``, ``sha1`` (the Caffe zoo's published digests) or ``git-blob-sha1`` (the
-    id git gives a committed file: sha1 over ``b"blob <length>\\0"`` + the bytes; used where the only
-    published identity is a file's blob in a repository).
-
-    ``prefix`` marks a digest the publisher gives only in part (torchvision's 8-hex file-name prefix):
-    a download whose sha256 starts with the prefix is accepted and its full sha256 is pinned in the
-    cache, and every later read of that cached file is checked against the pinned value.
-
-    ``trust`` says who published the value and what a fetcher does with it:
-
-    * ``publisher`` (default): the file's author published it. A mismatch deletes the download and raises.
-    * ``third-party``: a mirror or another project published it (``note`` says who). Checked exactly
-      like ``publisher``: a mismatch deletes and raises; the difference is only what a listing tells
-      the user about provenance.
-    * ``suspect``: a published value with a known reason to doubt it (``note`` says why, e.g. the same
-      digest given for two different files). It is checked and the result reported (expected, actual),
-      but a mismatch does not reject the file: the file enters the cache, the actual digest is pinned,
-      and the fetcher warns with the note.
-    * ``local``: written by the zoo itself (a user's fine-tuned run, a converted file). Checked like
-      ``publisher``.
-    """
-
-    algorithm: Literal["sha256", "sha1", "git-blob-sha1"]
-    value: str
-    prefix: bool = False
-    trust: str = "publisher"
-    note: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One place a file can be fetched from: ``url``, a Hugging Face Hub file (``hf_repo``,
-    ``hf_filename``, ``hf_revision``) or a file shipped in the package (``package``)."""
-
-    url: str | None = None
-    hf_repo: str | None = None
-    hf_filename: str | None = None
-    hf_revision: str | None = None
-    package: str | None = None
-
-    @property
-    def kind(self) -> str:
-        return "url" if self.url else "hf" if self.hf_repo else "package"
-
-    def describe(self) -> str:
-        if self.url:
-            return self.url
-        if self.hf_repo:
-            return f"hf://{self.hf_repo}/{self.hf_filename}@{self.hf_revision or 'main'}"
-        return f"package:{self.package}"
-
-
-@dataclass(frozen=True, slots=True)
-class FileSpec:
-    """A file an entry needs, with its sources in order of preference and one checksum."""
-
-    role: str  # "weights", "mean", "deploy", ...
-    filename: str
-    format: str
-    sources: tuple[Source, ...]
-    checksum: Checksum | None
-    size: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Preprocessing:
-    """The input the weights expect, as plain numbers.
-
-    Images are resized as ``crop_mode`` says (by default the shorter side to ``resize``, then
-    centre-cropped to ``input_size[1:]``; see ``CROP_MODES``), with ``interpolation`` and ``antialias``,
-    put in ``channel_order``, multiplied by ``scale`` (1.0 gives [0, 1], 255.0 gives Caffe's 0-255),
-    then ``(x - mean) / std``. Caffe entries give ``mean_file`` (the role of a per-pixel mean file)
-    instead of, or beside, a mean pixel; their ``std`` is 1.
-    """
-
-    input_size: tuple[int, int, int]
-    resize: int
-    interpolation: str = "bilinear"
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    channel_order: str = "RGB"
-    scale: float = 1.0
-    mean_file: str | None = None
-    crop_mode: str = "center"
-    antialias: bool = True
-
-    @property
-    def crop(self) -> tuple[int, int]:
-        return (self.input_size[1], self.input_size[2])
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    """The classifier the weights were trained with, and where it sits in the module tree."""
-
-    num_classes: int  # 0: a feature backbone with no classifier (DINOv2, CLIP vision towers)
-    labels: str | tuple[str, ...] | None = None  # a label-set name (registry/labels/NAME.txt) or the labels
-    classifier: str | None = None  # module path of the final layer, e.g. "fc", "heads.head"
-    first_conv: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Metric:
-    """A reported figure: ``value`` of ``metric`` on ``dataset`` under ``protocol``, per ``source``."""
-
-    dataset: str
-    metric: str
-    value: float
-    protocol: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One set of weights. ``name`` is ``arch.tag``; ``default`` marks the tag a bare arch resolves to."""
-
-    name: str
-    architecture: Architecture
-    files: tuple[FileSpec, ...]
-    license: str
-    preprocessing: Preprocessing
-    head: Head
-    aliases: tuple[str, ...] = ()
-    default: bool = False
-    origin: str = ""
-    paper: str = ""
-    citation: str = ""
-    description: str = ""
-    metrics: tuple[Metric, ...] = ()
-    params: int | None = None
-    recipe: str = ""
-    tags: tuple[str, ...] = ()
-    license_note: str = ""
-    card: str | None = None  # the model card's file name under model_cards/
-    origin_file: str = ""  # which registry file the entry came from (filled by the loader)
-    collection: str = "builtin"  # "builtin" or "local" (user registries)
-
-    @property
-    def arch(self) -> str:
-        return self.name.split(".", 1)[0]
-
-    @property
-    def tag(self) -> str:
-        return self.name.split(".", 1)[1]
-
-    @property
-    def library(self) -> str:
-        return self.architecture.library
-
-    @property
-    def source(self) -> str:
-        """The listing group: the library, or ``local`` for user registries."""
-        return "local" if self.collection == "local" else self.architecture.library
-
-    def file(self, role: str) -> FileSpec:
-        for spec in self.files:
-            if spec.role == role:
-                return spec
-        raise KeyError(f"entry {self.name!r} has no file with role {role!r}")
-
-    def metric(self, metric: str) -> Metric | None:
-        return next((m for m in self.metrics if m.metric == metric), None)
+_HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?$")
+_HF_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,254}$")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,8 +77,8 @@ class Entry:
 
 
 class _Ctx:
-    def __init__(self, path: str, entry: str):
-        self.path, self.entry = path, entry
+    def __init__(self, path: str, entry: str, collection: str):
+        self.path, self.entry, self.collection = path, entry, collection
 
     def fail(self, field_name: str, message: str) -> RegistryError:
         return RegistryError(message, path=self.path, entry=self.entry, field=field_name)
@@ -261,18 +92,44 @@ def _take(ctx: _Ctx, obj: dict, key: str, kind: type | tuple[type, ...], *, requ
         return default
     value = obj[key]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        value = float(value) if abs(value) <= MAX_INT else math.inf
     # bool is an int in Python; a registry that says `"size": true` is wrong, not 1.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ctx.fail(prefix + key, f"must be {expected}, got {type(value).__name__} {value!r}")
+        raise ctx.fail(prefix + key, f"must be {expected}, got {type(value).__name__} {rules.brief(value)}")
+    problem = None
+    if isinstance(value, float) and not math.isfinite(value):
+        problem = f"must be a finite number, got {rules.brief(value)}"
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        problem = f"must be at most 2**53 in size, got {rules.brief(value)}"
+    elif isinstance(value, str):
+        problem = rules.text_problem(value)
+    if problem:
+        raise ctx.fail(prefix + key, problem)
     return value
 
 
-def _no_extra(ctx: _Ctx, obj: dict, allowed: set[str], prefix: str = "") -> None:
-    extra = sorted(set(obj) - allowed)
+def _key(key: str) -> str:
+    """A JSON key as a field name in an error: itself when short and printable, else its short repr."""
+    return key if len(key) <= 40 and key.isprintable() else rules.brief(key, 40)
+
+
+def _count(ctx: _Ctx, obj: dict, key: str, prefix: str = "") -> int | None:
+    value = _take(ctx, obj, key, int, required=False, prefix=prefix)
+    if value is not None and value < 0:
+        raise ctx.fail(prefix + key, "must not be negative")
+    return value
+
+
+def _no_extra(ctx: _Ctx, obj: dict, allowed: Iterable[str], prefix: str = "") -> None:
+    extra = sorted(set(obj) - set(allowed))
     if extra:
-        raise ctx.fail(prefix + extra[0], f"is not a known field (allowed: {', '.join(sorted(allowed))})")
+        raise ctx.fail(prefix + _key(extra[0]), f"is not a known field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _check(ctx: _Ctx, field_name: str, problem: str | None) -> None:
+    if problem:
+        raise ctx.fail(field_name, problem)
 
 
 def _parse_checksum(ctx: _Ctx, obj: Any, prefix: str) -> Checksum | None:
@@ -289,7 +146,7 @@ def _parse_checksum(ctx: _Ctx, obj: Any, prefix: str) -> Checksum | None:
     is_prefix = algo == "sha256-prefix"
     algorithm = "sha256" if is_prefix else algo
     if not _HEX.match(value):
-        raise ctx.fail(prefix + algo, f"must be lower-case hex, got {value!r}")
+        raise ctx.fail(prefix + algo, f"must be lower-case hex, got {rules.brief(value)}")
     want = _DIGEST_LENGTHS[algorithm]
     if is_prefix and not 8 <= len(value) < want:
         raise ctx.fail(prefix + algo, f"a prefix must have 8 to {want - 1} hex digits, got {len(value)}")
@@ -297,9 +154,28 @@ def _parse_checksum(ctx: _Ctx, obj: Any, prefix: str) -> Checksum | None:
         raise ctx.fail(prefix + algo, f"must have {want} hex digits, got {len(value)}")
     trust = _take(ctx, obj, "trust", str, required=False, default="publisher", prefix=prefix)
     if trust not in TRUST_LEVELS:
-        raise ctx.fail(prefix + "trust", f"must be one of {', '.join(TRUST_LEVELS)}, got {trust!r}")
+        raise ctx.fail(prefix + "trust", f"must be one of {', '.join(TRUST_LEVELS)}, got {rules.brief(trust)}")
     return Checksum(algorithm=algorithm, value=value, prefix=is_prefix, trust=trust,
                     note=_take(ctx, obj, "note", str, required=False, default="", prefix=prefix))
+
+
+def _url_problem(url: str) -> str | None:
+    import urllib.parse
+
+    if not re.match(r"^(https?|file)://", url):
+        return f"must start with http://, https:// or file://, got {rules.brief(url)}"
+    if rules.text_problem(url, multiline=False) or any(ch.isspace() for ch in url) or len(url) > 4096:
+        return f"must be one line of at most 4096 characters with no spaces, got {rules.brief(url)}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a port out of range)
+    except ValueError as err:
+        return f"is not a valid URL ({err}): {rules.brief(url)}"
+    if parts.scheme != "file" and not parts.hostname:
+        return f"names no host: {rules.brief(url)}"
+    if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
+        return f"must be file:///absolute/path, got {rules.brief(url)}"
+    return None
 
 
 def _parse_source(ctx: _Ctx, obj: Any, prefix: str) -> Source:
@@ -313,16 +189,25 @@ def _parse_source(ctx: _Ctx, obj: Any, prefix: str) -> Source:
         raise ctx.fail(prefix.rstrip("."), "needs exactly one of url, hf, package")
     if "url" in obj:
         url = _take(ctx, obj, "url", str, prefix=prefix)
-        if not re.match(r"^(https?|file)://", url):
-            raise ctx.fail(prefix + "url", f"must start with http://, https:// or file://, got {url!r}")
+        _check(ctx, prefix + "url", _url_problem(url))
         return Source(url=url)
     if "package" in obj:
-        return Source(package=_take(ctx, obj, "package", str, prefix=prefix))
+        # A file of the installed zoo package (built-ins) or beside the registry file (user entries).
+        package = _take(ctx, obj, "package", str, prefix=prefix)
+        _check(ctx, prefix + "package", rules.relative_path_problem(package))
+        return Source(package=package)
     hf = _take(ctx, obj, "hf", dict, prefix=prefix)
-    _no_extra(ctx, hf, {"repo", "filename", "revision"}, prefix + "hf.")
-    return Source(hf_repo=_take(ctx, hf, "repo", str, prefix=prefix + "hf."),
-                  hf_filename=_take(ctx, hf, "filename", str, prefix=prefix + "hf."),
-                  hf_revision=_take(ctx, hf, "revision", str, required=False, prefix=prefix + "hf."))
+    hp = prefix + "hf."
+    _no_extra(ctx, hf, {"repo", "filename", "revision"}, hp)
+    repo = _take(ctx, hf, "repo", str, prefix=hp)
+    if not _HF_REPO.match(repo) or ".." in repo or "--" in repo:
+        raise ctx.fail(hp + "repo", f"must be a Hub repo id like 'org/name', got {rules.brief(repo)}")
+    filename = _take(ctx, hf, "filename", str, prefix=hp)
+    _check(ctx, hp + "filename", rules.relative_path_problem(filename))
+    revision = _take(ctx, hf, "revision", str, required=False, prefix=hp)
+    if revision is not None and (not _HF_REVISION.match(revision) or ".." in revision):
+        raise ctx.fail(hp + "revision", f"must be a branch, tag or commit, got {rules.brief(revision)}")
+    return Source(hf_repo=repo, hf_filename=filename, hf_revision=revision)
 
 
 def _parse_file(ctx: _Ctx, obj: Any, index: int) -> FileSpec:
@@ -332,52 +217,55 @@ def _parse_file(ctx: _Ctx, obj: Any, index: int) -> FileSpec:
     _no_extra(ctx, obj, {"role", "filename", "format", "sources", "checksum", "size"}, prefix)
     fmt = _take(ctx, obj, "format", str, prefix=prefix)
     if fmt not in FORMATS:
-        raise ctx.fail(prefix + "format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise ctx.fail(prefix + "format", f"must be one of {', '.join(FORMATS)}, got {rules.brief(fmt)}")
     filename = _take(ctx, obj, "filename", str, prefix=prefix)
-    if "/" in filename or "\\" in filename or filename in ("", ".", ".."):
-        raise ctx.fail(prefix + "filename", f"must be a plain file name, got {filename!r}")
+    if rules.relative_path_problem(filename) or "/" in filename or len(filename.encode()) > MAX_FILENAME_BYTES:
+        raise ctx.fail(prefix + "filename", f"must be a plain file name of at most {MAX_FILENAME_BYTES} bytes, "
+                       f"got {rules.brief(filename)}")
     sources = _take(ctx, obj, "sources", list, prefix=prefix)
     if not sources:
         raise ctx.fail(prefix + "sources", "must list at least one source")
-    size = _take(ctx, obj, "size", int, required=False, prefix=prefix)
-    if size is not None and size < 0:
-        raise ctx.fail(prefix + "size", "must not be negative")
+    size = _count(ctx, obj, "size", prefix)
     checksum = _parse_checksum(ctx, obj.get("checksum"), prefix + "checksum.")
     parsed_sources = tuple(_parse_source(ctx, s, f"{prefix}sources[{i}].") for i, s in enumerate(sources))
     if checksum is None and not all(s.kind == "hf" for s in parsed_sources):
         # Hub files carry their LFS sha256 in the etag; anything else must name its digest.
         raise ctx.fail(prefix + "checksum", "is required for url and package sources")
-    return FileSpec(role=_take(ctx, obj, "role", str, prefix=prefix), filename=filename, format=fmt,
-                    sources=parsed_sources, checksum=checksum, size=size)
+    role = _take(ctx, obj, "role", str, prefix=prefix)
+    if not ALIAS_RE.match(role):
+        raise ctx.fail(prefix + "role", f"must be a lower-case word like 'weights', got {rules.brief(role)}")
+    return FileSpec(role=role, filename=filename, format=fmt, sources=parsed_sources, checksum=checksum, size=size)
 
 
-def _floats(ctx: _Ctx, obj: dict, key: str, prefix: str, default: tuple | None = None) -> tuple[float, ...]:
-    value = _take(ctx, obj, key, list, required=default is None, default=default, prefix=prefix)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise ctx.fail(prefix + key, f"must be a list of numbers, got {value!r}")
+def _floats(ctx: _Ctx, obj: dict, key: str, prefix: str, default: tuple) -> tuple[float, ...]:
+    value = _take(ctx, obj, key, list, required=False, default=default, prefix=prefix)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        raise ctx.fail(prefix + key, f"must be a list of finite numbers, got {rules.brief(value)}")
     return tuple(float(v) for v in value)
 
 
-def _parse_preprocessing(ctx: _Ctx, obj: Any, presets: dict[str, Any]) -> Preprocessing:
+def _choice(ctx: _Ctx, obj: dict, key: str, choices: tuple[str, ...], default: str, prefix: str) -> str:
+    value = _take(ctx, obj, key, str, required=False, default=default, prefix=prefix)
+    if value not in choices:
+        raise ctx.fail(prefix + key, f"must be one of {', '.join(choices)}, got {rules.brief(value)}")
+    return value
+
+
+def _parse_preprocessing(ctx: _Ctx, obj: Any, presets: Mapping[str, Any]) -> Preprocessing:
     prefix = "preprocessing."
     if isinstance(obj, str):
         if obj not in presets:
-            raise ctx.fail("preprocessing", f"names no preprocessing block in this file: {obj!r} "
+            raise ctx.fail("preprocessing", f"names no preprocessing block in this file: {rules.brief(obj)} "
                            f"(defined: {', '.join(sorted(presets)) or 'none'})")
         obj = presets[obj]
     if not isinstance(obj, dict):
         raise ctx.fail("preprocessing", "must be an object or the name of a shared block")
-    _no_extra(ctx, obj, {"input_size", "resize", "interpolation", "mean", "std", "channel_order", "scale",
-                         "mean_file", "crop_mode", "antialias"}, prefix)
+    _no_extra(ctx, obj, _PREPROCESSING_FIELDS, prefix)
     size = _take(ctx, obj, "input_size", list, prefix=prefix)
-    if len(size) != 3 or not all(isinstance(v, int) and v > 0 for v in size):
-        raise ctx.fail(prefix + "input_size", f"must be [channels, height, width], got {size!r}")
-    interpolation = _take(ctx, obj, "interpolation", str, required=False, default="bilinear", prefix=prefix)
-    if interpolation not in INTERPOLATIONS:
-        raise ctx.fail(prefix + "interpolation", f"must be one of {', '.join(INTERPOLATIONS)}")
-    order = _take(ctx, obj, "channel_order", str, required=False, default="RGB", prefix=prefix)
-    if order not in CHANNEL_ORDERS:
-        raise ctx.fail(prefix + "channel_order", f"must be one of {', '.join(CHANNEL_ORDERS)}")
+    if (len(size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+            or size[0] > MAX_CHANNELS or max(size[1:]) > MAX_SIDE):
+        raise ctx.fail(prefix + "input_size", f"must be [channels <= {MAX_CHANNELS}, height, width <= {MAX_SIDE}], "
+                       f"got {rules.brief(size)}")
     channels = size[0]
     mean = _floats(ctx, obj, "mean", prefix, default=(0.0,) * channels)
     std = _floats(ctx, obj, "std", prefix, default=(1.0,) * channels)
@@ -386,18 +274,27 @@ def _parse_preprocessing(ctx: _Ctx, obj: Any, presets: dict[str, Any]) -> Prepro
             raise ctx.fail(prefix + key, f"needs {channels} values (one per input channel), got {len(values)}")
     if any(s <= 0 for s in std):
         raise ctx.fail(prefix + "std", "must be positive")
-    crop_mode = _take(ctx, obj, "crop_mode", str, required=False, default="center", prefix=prefix)
-    if crop_mode not in CROP_MODES:
-        raise ctx.fail(prefix + "crop_mode", f"must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
     resize = _take(ctx, obj, "resize", int, required=False, default=max(size[1:]), prefix=prefix)
-    if resize < max(size[1:]):
-        raise ctx.fail(prefix + "resize", f"must be at least the crop size {max(size[1:])}, got {resize}")
+    if not max(size[1:]) <= resize <= 4 * MAX_SIDE:
+        raise ctx.fail(prefix + "resize", f"must be at least the crop size {max(size[1:])} (and at most "
+                       f"{4 * MAX_SIDE}), got {resize}")
+    mean_file = _take(ctx, obj, "mean_file", str, required=False, prefix=prefix)
     return Preprocessing(
-        input_size=(size[0], size[1], size[2]), resize=resize, interpolation=interpolation, mean=mean,
-        std=std, channel_order=order, scale=_take(ctx, obj, "scale", float, required=False, default=1.0,
-                                                  prefix=prefix),
-        mean_file=_take(ctx, obj, "mean_file", str, required=False, prefix=prefix), crop_mode=crop_mode,
+        input_size=(size[0], size[1], size[2]), resize=resize,
+        interpolation=_choice(ctx, obj, "interpolation", INTERPOLATIONS, "bilinear", prefix), mean=mean, std=std,
+        channel_order=_choice(ctx, obj, "channel_order", CHANNEL_ORDERS, "RGB", prefix),
+        scale=_take(ctx, obj, "scale", float, required=False, default=1.0, prefix=prefix), mean_file=mean_file,
+        crop_mode=_choice(ctx, obj, "crop_mode", CROP_MODES, "center", prefix),
         antialias=_take(ctx, obj, "antialias", bool, required=False, default=True, prefix=prefix))
+
+
+def _labels_problem(labels: str, collection: str) -> str | None:
+    if LABEL_SET_RE.match(labels):
+        return None
+    if collection == "local" and labels.endswith(".txt"):  # a label file beside the user's registry file
+        return rules.relative_path_problem(labels)
+    where = "; a user entry may also name a .txt file beside its registry file" if collection == "local" else ""
+    return f"must name a label set (registry/labels/NAME.txt) like 'imagenet-1k'{where}, got {rules.brief(labels)}"
 
 
 def _parse_head(ctx: _Ctx, obj: Any) -> Head:
@@ -406,14 +303,17 @@ def _parse_head(ctx: _Ctx, obj: Any) -> Head:
         raise ctx.fail("head", "must be an object")
     _no_extra(ctx, obj, {"num_classes", "labels", "classifier", "first_conv"}, prefix)
     num_classes = _take(ctx, obj, "num_classes", int, prefix=prefix)
-    if num_classes < 0:
-        raise ctx.fail(prefix + "num_classes", "must be 0 (a feature backbone with no classifier) or more")
+    if not 0 <= num_classes <= MAX_CLASSES:
+        raise ctx.fail(prefix + "num_classes", f"must be 0 (a feature backbone with no classifier) to {MAX_CLASSES}")
     labels = obj.get("labels")
     if isinstance(labels, list):
-        if len(labels) != num_classes or not all(isinstance(x, str) for x in labels):
-            raise ctx.fail(prefix + "labels", f"must be {num_classes} strings, one per class")
+        if (len(labels) != num_classes or not all(isinstance(x, str) for x in labels)
+                or any(rules.text_problem(x, multiline=False) for x in labels)):
+            raise ctx.fail(prefix + "labels", f"must be {num_classes} strings, one per class, each on one line")
         labels = tuple(labels)
-    elif labels is not None and not isinstance(labels, str):
+    elif isinstance(labels, str):
+        _check(ctx, prefix + "labels", _labels_problem(labels, ctx.collection))
+    elif labels is not None:
         raise ctx.fail(prefix + "labels", "must be a label-set name or a list of strings")
     return Head(num_classes=num_classes, labels=labels,
                 classifier=_take(ctx, obj, "classifier", str, required=False, prefix=prefix),
@@ -432,19 +332,44 @@ def _parse_metric(ctx: _Ctx, obj: Any, index: int) -> Metric:
                   source=_take(ctx, obj, "source", str, required=False, default="", prefix=prefix))
 
 
-_ENTRY_FIELDS = {
-    "name", "aliases", "default", "architecture", "files", "license", "license_note", "origin", "paper",
-    "citation", "description", "preprocessing", "head", "metrics", "params", "recipe", "tags", "card",
-}
+def _parse_architecture(ctx: _Ctx, obj: Any) -> Architecture:
+    arch = _take(ctx, obj, "architecture", dict)
+    _no_extra(ctx, arch, {"library", "builder", "kwargs"}, "architecture.")
+    library = _take(ctx, arch, "library", str, prefix="architecture.")
+    if library not in LIBRARIES:
+        raise ctx.fail("architecture.library", f"must be one of {', '.join(LIBRARIES)}, got {rules.brief(library)}")
+    builder = _take(ctx, arch, "builder", str, prefix="architecture.")
+    _check(ctx, "architecture.builder", rules.builder_problem(library, builder))
+    kwargs = _take(ctx, arch, "kwargs", dict, required=False, default={}, prefix="architecture.")
+    for key, value in kwargs.items():
+        _check(ctx, f"architecture.kwargs.{_key(key)}", rules.option_problem(library, key, value))
+    return Architecture(library=library, builder=builder, kwargs=dict(kwargs))
 
 
-def parse_entry(obj: Any, *, path: str, index: int, presets: dict[str, Any] | None = None,
+def _strings(ctx: _Ctx, obj: dict, key: str, pattern: re.Pattern | None = None) -> tuple[str, ...]:
+    values = _take(ctx, obj, key, list, required=False, default=[])
+    for value in values:
+        if not isinstance(value, str) or rules.text_problem(value, multiline=False) or (
+                pattern is not None and not pattern.match(value)):
+            raise ctx.fail(key, f"must be a list of lower-case names, got {rules.brief(value)}")
+    return tuple(values)
+
+
+def _parse_card(ctx: _Ctx, obj: dict) -> str | None:
+    card = _take(ctx, obj, "card", str, required=False)
+    if card is not None:
+        _check(ctx, "card", rules.relative_path_problem(card) or (
+            None if card.endswith(".md") else f"must name a Markdown file (.md), got {rules.brief(card)}"))
+    return card
+
+
+def parse_entry(obj: Any, *, path: str, index: int, presets: Mapping[str, Any] | None = None,
                 collection: str = "builtin") -> Entry:
     """Parse one JSON object into an ``Entry``.
 
     Args:
         obj: the decoded JSON object.
-        path: the file it came from (named in errors).
+        path: the file it came from (named in errors; a user entry's card and label file sit beside it).
         index: its position in the file (named in errors when it has no name).
         presets: the file's named shared preprocessing blocks.
         collection: ``builtin`` or ``local``.
@@ -452,113 +377,58 @@ def parse_entry(obj: Any, *, path: str, index: int, presets: dict[str, Any] | No
     Raises:
         RegistryError: naming the file, the entry and the field that is wrong.
     """
-    ctx = _Ctx(path, f"#{index}")
+    ctx = _Ctx(path, f"#{index}", collection)
     if not isinstance(obj, dict):
         raise ctx.fail("", "an entry must be a JSON object")
     name = _take(ctx, obj, "name", str)
     ctx.entry = name
     if not NAME_RE.match(name):
-        raise ctx.fail("name", "must be 'arch.tag' in lower case (letters, digits, '_', '-'), "
-                       "e.g. 'resnet50.tv_in1k'")
+        raise ctx.fail("name", "must be 'arch.tag' in lower case (letters, digits, '_', '-'; at most 128 "
+                       "characters), e.g. 'resnet50.tv_in1k'")
     _no_extra(ctx, obj, _ENTRY_FIELDS)
-    arch = _take(ctx, obj, "architecture", dict)
-    _no_extra(ctx, arch, {"library", "builder", "kwargs"}, "architecture.")
-    library = _take(ctx, arch, "library", str, prefix="architecture.")
-    if library not in LIBRARIES:
-        raise ctx.fail("architecture.library", f"must be one of {', '.join(LIBRARIES)}, got {library!r}")
-    architecture = Architecture(library=library, builder=_take(ctx, arch, "builder", str, prefix="architecture."),
-                                kwargs=_take(ctx, arch, "kwargs", dict, required=False, default={},
-                                             prefix="architecture."))
-    files = _take(ctx, obj, "files", list, required=False, default=[])
-    parsed_files = tuple(_parse_file(ctx, f, i) for i, f in enumerate(files))
-    roles = [f.role for f in parsed_files]
+    files = tuple(_parse_file(ctx, f, i) for i, f in enumerate(_take(ctx, obj, "files", list, required=False,
+                                                                      default=[])))
+    roles = [f.role for f in files]
     if len(set(roles)) != len(roles):
-        raise ctx.fail("files", f"roles must be unique, got {roles}")
+        raise ctx.fail("files", f"roles must be unique, got {rules.brief(roles)}")
     license_ = _take(ctx, obj, "license", str)
     if license_ not in LICENSES:
-        raise ctx.fail("license", f"{license_!r} is not on the allow-list ({', '.join(sorted(LICENSES))})")
+        raise ctx.fail("license", f"{rules.brief(license_)} is not on the allow-list ({', '.join(sorted(LICENSES))})")
     preprocessing = _parse_preprocessing(ctx, obj.get("preprocessing"), presets or {})
     if preprocessing.mean_file and preprocessing.mean_file not in roles:
         raise ctx.fail("preprocessing.mean_file", f"names no file role of this entry (roles: {roles})")
-    aliases = _take(ctx, obj, "aliases", list, required=False, default=[])
-    for alias in aliases:
-        if not isinstance(alias, str) or not re.match(r"^[a-z0-9][a-z0-9_\-.]*$", alias):
-            raise ctx.fail("aliases", f"aliases must be lower-case names, got {alias!r}")
-    tags = _take(ctx, obj, "tags", list, required=False, default=[])
-    params = _take(ctx, obj, "params", int, required=False)
+    text = {key: _take(ctx, obj, key, str, required=False, default="")
+            for key in ("description", "license_note", "origin", "paper", "citation", "recipe")}
     return Entry(
-        name=name, architecture=architecture, files=parsed_files, license=license_,
-        preprocessing=preprocessing, head=_parse_head(ctx, obj.get("head")), aliases=tuple(aliases),
+        name=name, architecture=_parse_architecture(ctx, obj), files=files, license=license_,
+        preprocessing=preprocessing, head=_parse_head(ctx, obj.get("head")),
+        aliases=_strings(ctx, obj, "aliases", ALIAS_RE),
         default=_take(ctx, obj, "default", bool, required=False, default=False),
-        origin=_take(ctx, obj, "origin", str, required=False, default=""),
-        paper=_take(ctx, obj, "paper", str, required=False, default=""),
-        citation=_take(ctx, obj, "citation", str, required=False, default=""),
-        description=_take(ctx, obj, "description", str, required=False, default=""),
         metrics=tuple(_parse_metric(ctx, m, i) for i, m in enumerate(
             _take(ctx, obj, "metrics", list, required=False, default=[]))),
-        params=params, recipe=_take(ctx, obj, "recipe", str, required=False, default=""),
-        tags=tuple(str(t) for t in tags),
-        license_note=_take(ctx, obj, "license_note", str, required=False, default=""),
-        card=_take(ctx, obj, "card", str, required=False), origin_file=path, collection=collection,
-    )
+        params=_count(ctx, obj, "params"), tags=_strings(ctx, obj, "tags"),
+        card=_parse_card(ctx, obj), origin_file=path, collection=collection, **text)
 
 
-def entry_to_dict(entry: Entry) -> dict[str, Any]:
-    """The inverse of ``parse_entry`` (with preprocessing inlined): what ``zoo info --json`` prints and
-    what a user registry file holds."""
+def parse_document(data: Any, *, path: str, collection: str = "builtin") -> list[Entry]:
+    """Parse a whole decoded entry file (an object with ``entries``, or a bare list of entries).
 
-    def checksum(c: Checksum | None) -> dict | None:
-        if c is None:
-            return None
-        out: dict[str, Any] = {("sha256-prefix" if c.prefix else c.algorithm): c.value}
-        if c.trust != "publisher":
-            out["trust"] = c.trust
-        if c.note:
-            out["note"] = c.note
-        return out
-
-    def source(s: Source) -> dict:
-        if s.url:
-            return {"url": s.url}
-        if s.package:
-            return {"package": s.package}
-        hf = {"repo": s.hf_repo, "filename": s.hf_filename}
-        if s.hf_revision:
-            hf["revision"] = s.hf_revision
-        return {"hf": hf}
-
-    p, h = entry.preprocessing, entry.head
-    out: dict[str, Any] = {
-        "name": entry.name,
-        "aliases": list(entry.aliases),
-        "default": entry.default,
-        "architecture": {"library": entry.architecture.library, "builder": entry.architecture.builder,
-                         "kwargs": dict(entry.architecture.kwargs)},
-        "files": [{"role": f.role, "filename": f.filename, "format": f.format, "size": f.size,
-                   "checksum": checksum(f.checksum), "sources": [source(s) for s in f.sources]}
-                  for f in entry.files],
-        "license": entry.license,
-        "preprocessing": {"input_size": list(p.input_size), "resize": p.resize, "interpolation": p.interpolation,
-                          "mean": list(p.mean), "std": list(p.std), "channel_order": p.channel_order,
-                          "scale": p.scale, "mean_file": p.mean_file, "crop_mode": p.crop_mode,
-                          "antialias": p.antialias},
-        "head": {"num_classes": h.num_classes,
-                 "labels": list(h.labels) if isinstance(h.labels, tuple) else h.labels,
-                 "classifier": h.classifier, "first_conv": h.first_conv},
-        "metrics": [{"dataset": m.dataset, "metric": m.metric, "value": m.value, "protocol": m.protocol,
-                     "source": m.source} for m in entry.metrics],
-    }
-    for key in ("origin", "paper", "citation", "description", "recipe", "license_note", "card"):
-        if getattr(entry, key):
-            out[key] = getattr(entry, key)
-    if entry.params is not None:
-        out["params"] = entry.params
-    if entry.tags:
-        out["tags"] = list(entry.tags)
-    # Drop None values so the output round-trips through parse_entry.
-    for f in out["files"]:
-        if f["size"] is None:
-            del f["size"]
-    out["preprocessing"] = {k: v for k, v in out["preprocessing"].items() if v is not None}
-    out["head"] = {k: v for k, v in out["head"].items() if v is not None}
-    return out
+    Raises:
+        RegistryError: naming the file (and the entry and field when the fault is inside an entry).
+    """
+    if isinstance(data, list):  # a bare list of entries is accepted for hand-written user files
+        data = {"schema": SCHEMA_VERSION, "entries": data}
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+        raise RegistryError("must be a JSON object with an 'entries' list", path=path, field="entries")
+    unknown = sorted(set(data) - _FILE_FIELDS)
+    if unknown:
+        raise RegistryError(f"has an unknown top-level field {rules.brief(unknown[0], 40)} "
+                            f"(allowed: {', '.join(sorted(_FILE_FIELDS))})", path=path, field=_key(unknown[0]))
+    if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise RegistryError(f"has schema {rules.brief(data.get('schema'))}; this zoo reads schema {SCHEMA_VERSION}",
+                            path=path, field="schema")
+    presets = data.get("preprocessing", {})
+    if not isinstance(presets, dict):
+        raise RegistryError("must map names to preprocessing blocks", path=path, field="preprocessing")
+    return [parse_entry(obj, path=path, index=i, presets=presets, collection=collection)
+            for i, obj in enumerate(data["entries"])]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 
@@ -17,3 +19,8 @@ def _isolated_zoo(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     yield home
+    # zoo.cli.main turns huggingface_hub offline for the whole process when ZOO_OFFLINE is set; a test that
+    # runs the CLI in-process must not leave the Hub offline for the tests after it.
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = False

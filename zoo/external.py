@@ -26,7 +26,8 @@ from typing import Any
 from zoo.registry import catalog
 from zoo.registry.catalog import list_external
 from zoo.registry.errors import RegistryError, UnknownModelError, close_matches
-from zoo.registry.schema import Entry, parse_entry
+from zoo.registry.records import Architecture, Checksum, Entry, FileSpec, Head, Preprocessing, Source
+from zoo.registry.serialiser import checked
 
 __all__ = ["external_entry", "resolve_entry", "timm_refusal", "default_name"]
 
@@ -54,7 +55,7 @@ def resolve_entry(name: str) -> Entry:
         if entry is not None:
             return entry
         pool = [*known.names(), *(n.name for n in list_external())]
-        raise UnknownModelError(name, close_matches(name.strip().lower(), pool)) from err
+        raise UnknownModelError(name, close_matches(name.strip().lower(), pool), skipped=err.skipped) from err
 
 
 def external_entry(name: str) -> Entry | None:
@@ -110,9 +111,9 @@ def _timm_names() -> frozenset[str]:
     return frozenset(timm.list_pretrained())
 
 
-def _entry(data: dict[str, Any], library: str) -> Entry:
-    data.setdefault("tags", []).append("external")
-    return parse_entry(data, path=f"<{library} catalogue>", index=0)
+def _entry(library: str, **fields: Any) -> Entry:
+    """An entry made in code, put through every check a registry file gets (``serialiser.checked``)."""
+    return checked(Entry(**fields, tags=("external",), origin_file=f"<{library} catalogue>"))
 
 
 def timm_refusal(name: str, cfg: dict[str, Any]) -> str | None:
@@ -192,25 +193,23 @@ def _timm(name: str) -> Entry | None:
     labels = _timm_labels(cfg)
     classifier = cfg.get("classifier") if isinstance(cfg.get("classifier"), str) and num_classes else None
     kind = "a feature backbone with no classifier" if num_classes == 0 else f"{num_classes} outputs"
-    entry = {
-        "name": name,
+    return _entry(
+        "timm", name=name,
         # The full name, so timm builds with this tag's config (input size, ...), as create_model does.
-        "architecture": {"library": "timm", "builder": name},
-        "files": [{"role": "weights", "filename": "model.safetensors", "format": "safetensors",
-                   "sources": [{"hf": {"repo": cfg["hf_hub_id"], "filename": "model.safetensors"}}]}],
-        "license": _LICENSES.get(str(cfg.get("license", "")).lower(), "unknown"),
-        "license_note": f"from timm's pretrained config: {cfg.get('license') or 'none given'}",
-        "origin": f"https://huggingface.co/{cfg['hf_hub_id']}",
-        "description": f"timm {name} ({kind}), not curated: made from timm's pretrained config (no card, no "
-                       "reported figures here; the Hub's LFS sha256 verifies the file).",
-        "preprocessing": {"input_size": [channels, height, width], "resize": max(_timm_scale(data)),
-                          "interpolation": data["interpolation"], "crop_mode": data["crop_mode"],
-                          "mean": list(data["mean"])[:channels], "std": list(data["std"])[:channels]},
-        "head": {"num_classes": num_classes, **({"labels": labels} if labels else {}),
-                 **({"classifier": classifier} if classifier else {}),
-                 **({"first_conv": cfg["first_conv"]} if isinstance(cfg.get("first_conv"), str) else {})},
-    }
-    return _entry(entry, "timm")
+        architecture=Architecture(library="timm", builder=name),
+        files=(FileSpec(role="weights", filename="model.safetensors", format="safetensors", checksum=None,
+                        sources=(Source(hf_repo=cfg["hf_hub_id"], hf_filename="model.safetensors"),)),),
+        license=_LICENSES.get(str(cfg.get("license", "")).lower(), "unknown"),
+        license_note=f"from timm's pretrained config: {cfg.get('license') or 'none given'}",
+        origin=f"https://huggingface.co/{cfg['hf_hub_id']}",
+        description=f"timm {name} ({kind}), not curated: made from timm's pretrained config (no card, no "
+                    "reported figures here; the Hub's LFS sha256 verifies the file).",
+        preprocessing=Preprocessing(input_size=(channels, height, width), resize=max(_timm_scale(data)),
+                                    interpolation=data["interpolation"], crop_mode=data["crop_mode"],
+                                    mean=tuple(data["mean"])[:channels], std=tuple(data["std"])[:channels]),
+        head=Head(num_classes=num_classes, labels=tuple(labels) if isinstance(labels, list) else labels,
+                  classifier=classifier or None,
+                  first_conv=cfg["first_conv"] if isinstance(cfg.get("first_conv"), str) else None))
 
 
 def _torchvision(name: str) -> Entry | None:
@@ -234,27 +233,22 @@ def _torchvision(name: str) -> Entry | None:
     t = member.transforms()
     crop, resize = int(t.crop_size[0]), int(t.resize_size[0])
     categories = member.meta.get("categories") or []
-    data = {
-        "name": name,
-        "architecture": {"library": "torchvision", "builder": builder, "kwargs": _tv_kwargs(builder, member)},
-        "files": [{"role": "weights", "filename": member.url.rsplit("/", 1)[1], "format": "pth",
-                   "sources": [member.url],
-                   "checksum": {"sha256-prefix": prefix.group(1),
-                                "note": "torchvision publishes only a hash prefix in the file name"}}],
-        "license": "BSD-3-Clause",
-        "license_note": "torchvision's code licence; check the training data's terms for the weights",
-        "origin": "torchvision",
-        "description": f"torchvision {builder} {member.name}, not curated: made from torchvision's weights "
-                       "enum and its transforms().",
-        "preprocessing": {"input_size": [3, crop, crop], "resize": resize, "interpolation": t.interpolation.value,
-                          "mean": list(t.mean), "std": list(t.std), "antialias": bool(t.antialias)},
-        "head": {"num_classes": len(categories) or 1000,
-                 **({"labels": "imagenet-1k"} if len(categories) == 1000 else
-                    {"labels": list(categories)} if categories else {})},
-    }
-    if member.meta.get("num_params") is not None:
-        data["params"] = member.meta["num_params"]
-    return _entry(data, "torchvision")
+    labels = "imagenet-1k" if len(categories) == 1000 else tuple(categories) if categories else None
+    return _entry(
+        "torchvision", name=name,
+        architecture=Architecture(library="torchvision", builder=builder, kwargs=_tv_kwargs(builder, member)),
+        files=(FileSpec(role="weights", filename=member.url.rsplit("/", 1)[1], format="pth",
+                        sources=(Source(url=member.url),),
+                        checksum=Checksum(algorithm="sha256", value=prefix.group(1), prefix=True,
+                                          note="torchvision publishes only a hash prefix in the file name")),),
+        license="BSD-3-Clause",
+        license_note="torchvision's code licence; check the training data's terms for the weights",
+        origin="torchvision",
+        description=f"torchvision {builder} {member.name}, not curated: made from torchvision's weights "
+                    "enum and its transforms().",
+        preprocessing=Preprocessing(input_size=(3, crop, crop), resize=resize, interpolation=t.interpolation.value,
+                                    mean=tuple(t.mean), std=tuple(t.std), antialias=bool(t.antialias)),
+        head=Head(num_classes=len(categories) or 1000, labels=labels), params=member.meta.get("num_params"))
 
 
 def _tv_kwargs(builder: str, member: Any) -> dict[str, Any]:

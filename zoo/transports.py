@@ -36,7 +36,8 @@ from zoo import hub, store
 from zoo._io import CHUNK, free_space
 from zoo.errors import ChecksumMismatchError, StorageError
 from zoo.registry import env
-from zoo.registry.schema import Checksum, Entry, FileSpec, Source
+from zoo.registry.assets import package_file
+from zoo.registry.records import Checksum, Entry, FileSpec, Source
 from zoo.store import ChecksumWarning, Digests, Hasher, hash_file
 
 __all__ = ["Job", "Delivery", "Candidate", "SourceFailed", "PartialWriter", "TRANSPORTS", "candidates", "deliver",
@@ -118,19 +119,29 @@ def _url_candidate(source: Source) -> Candidate:
     return Candidate(source.url, "http", source.url, True)
 
 
+def _package_candidate(entry: Entry, source: Source) -> Candidate:
+    # The package folder for a built-in entry, the registry file's own folder for a user entry; the path
+    # is resolved (symlinks too) and refused with a RegistryError if it leads outside that folder.
+    return Candidate(source.describe(), "package", package_file(entry, source), False)
+
+
 # A source kind (the registry's word) -> its candidate. The Hub is not marked network: its cache
 # answers offline, and the transport is told to make no request then.
-_SOURCE_KINDS: dict[str, Callable[[Source], Candidate]] = {
-    "url": _url_candidate,
-    "hf": lambda source: Candidate(source.describe(), "hf", source, False),
-    "package": lambda source: Candidate(source.describe(), "package", source, False),
+_SOURCE_KINDS: dict[str, Callable[[Entry, Source], Candidate]] = {
+    "url": lambda entry, source: _url_candidate(source),
+    "hf": lambda entry, source: Candidate(source.describe(), "hf", source, False),
+    "package": _package_candidate,
 }
 
 
 def candidates(entry: Entry, spec: FileSpec) -> list[Candidate]:
-    """The places to try for one file, in order: ``ZOO_MIRROR``, then the entry's own sources."""
+    """The places to try for one file, in order: ``ZOO_MIRROR``, then the entry's own sources.
+
+    Raises:
+        RegistryError: a ``package`` source leads outside its entry's folder.
+    """
     mirrored = _mirror_candidate(entry, spec)
-    return ([mirrored] if mirrored else []) + [_SOURCE_KINDS[s.kind](s) for s in spec.sources]
+    return ([mirrored] if mirrored else []) + [_SOURCE_KINDS[s.kind](entry, s) for s in spec.sources]
 
 
 def deliver(candidate: Candidate, job: Job) -> Delivery:
@@ -237,17 +248,12 @@ def _guarded_read(fh: IO[bytes], path: Path) -> Callable[[int], bytes]:
     return read
 
 
-def copy_package(source: Source, job: Job) -> Delivery:
-    """A file shipped inside the installed ``zoo`` package."""
-    from importlib import resources
-
-    item = resources.files("zoo").joinpath(*source.package.split("/"))
-    if not item.is_file():
-        raise SourceFailed(f"not in the installed zoo package (zoo/{source.package})")
-    with item.open("rb") as fh, PartialWriter(job, append=False, total=None,
-                                              hasher=(hasher := Hasher(job.want_sha1))) as out:
-        _pump(fh.read, out, job.size)
-    return Delivery(job.partial, hasher.digests())
+def copy_package(path: Path, job: Job) -> Delivery:
+    """A file shipped with its entry: in the installed ``zoo`` package, or beside a user registry file
+    (``path`` is already resolved inside that folder by ``candidates``)."""
+    if not path.exists():
+        raise SourceFailed(f"not where its entry says ({path}); reinstall the package or put the file there")
+    return copy_local(path, job)
 
 
 def from_hub(source: Source, job: Job) -> Delivery:

@@ -78,7 +78,7 @@ def test_a_registered_run_keeps_loading_after_its_folder_moves(tmp_path, finishe
     import shutil
 
     from zoo.registry.catalog import load_entry_file
-    from zoo.registry.schema import entry_to_dict
+    from zoo.registry.serialiser import entry_to_dict
 
     run, _ = finished
     x = torch.rand(3, 1, 16, 16)

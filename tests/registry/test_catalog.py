@@ -1,20 +1,23 @@
 """The catalogue: names, aliases and bare arches resolve; search is fnmatch with a natural sort; user
-registries (``ZOO_REGISTRY`` files and folders, the config folder) load under the same schema, and a
-malformed or clashing one is refused with the file, entry and field named; listing imports no torch."""
+registries (``ZOO_REGISTRY`` files and folders, the config folder) load under the same schema; a malformed
+or hostile one, or one that would take a built-in name, is skipped with a warning naming the file, entry and
+field while the rest of the catalogue loads; listing imports no torch."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from zoo.registry.catalog import Catalog, builtin_entries, get_entry, labels_for, list_models, natural_key
-from zoo.registry.errors import RegistryError, UnknownModelError, ZooError
+from zoo.registry.catalog import (MAX_FILE_BYTES, Catalog, builtin_entries, catalog, get_entry, labels_for,
+                                  list_models, load_entry_file, natural_key)
+from zoo.registry.errors import RegistryError, RegistryWarning, UnknownModelError, ZooError
 from zoo.registry.schema import parse_entry
 
 USER_ENTRY = {
@@ -179,11 +182,11 @@ def test_shared_preprocessing_block(tmp_path, monkeypatch):
 
 
 MALFORMED_FILES = [
-    # (case id, file text, entry named in the error or None, field, words)
-    ("not-json", '{"schema": 1, "entries": [', None, None, "not valid JSON"),
-    ("no-entries", '{"schema": 1}', None, "entries", "'entries' list"),
-    ("future-schema", '{"schema": 99, "entries": []}', None, "schema", "schema 99"),
-    ("unknown-top-level", '{"schema": 1, "entries": [], "models": []}', None, "models", "unknown top-level"),
+    # (case id, file bytes, entry named in the error or None, field, words)
+    ("not-json", b'{"schema": 1, "entries": [', None, None, "not valid JSON"),
+    ("no-entries", b'{"schema": 1}', None, "entries", "'entries' list"),
+    ("future-schema", b'{"schema": 99, "entries": []}', None, "schema", "schema 99"),
+    ("unknown-top-level", b'{"schema": 1, "entries": [], "models": []}', None, "models", "unknown top-level"),
     ("entry-missing-license", json.dumps({"entries": [{k: v for k, v in USER_ENTRY.items() if k != "license"}]}),
      "teamnet.photos_v1", "license", "required"),
     ("entry-bad-checksum", json.dumps({"entries": [user_entry(files=[{**USER_ENTRY["files"][0],
@@ -195,54 +198,153 @@ MALFORMED_FILES = [
     ("entry-bad-preprocessing", json.dumps({"entries": [user_entry(preprocessing={"input_size": [3, 224, 224],
                                                                                    "channel_order": "RGBA"})]}),
      "teamnet.photos_v1", "preprocessing.channel_order", "one of"),
+    # Hostile bytes: each a one-line RegistryError naming the file, never a traceback.
+    ("latin-1", json.dumps({"entries": [user_entry(description="caf\u00e9")]}, ensure_ascii=False).encode("latin-1"),
+     None, None,
+     "not UTF-8 text"),
+    ("deeply-nested", b'{"entries": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None, None, "nests deeper"),
+    ("nested-below-parser-limit", b'{"entries": [' + b"[" * 500 + b"]" * 500 + b"]}", None, None, "nests deeper"),
+    ("raw-nul-byte", b'{"schema": 1, "entries": [\x00]}', None, None, "not valid JSON"),
+    ("escaped-nul-in-name", json.dumps({"entries": [user_entry(name="team\u0000net.v1")]}), "#0",
+     "name", "control character"),
+    ("escaped-nul-in-filename", json.dumps({"entries": [user_entry(files=[{**USER_ENTRY["files"][0],
+                                                                          "filename": "a\u0000.safetensors"}])]}),
+     "teamnet.photos_v1", "files[0].filename", "control character"),
+    ("terminal-escape-in-description", json.dumps({"entries": [user_entry(description="\u001b]0;owned\u0007")]}),
+     "teamnet.photos_v1", "description", "control character"),
+    ("huge-integer", b'{"entries": [{"name": "x.y", "params": 1' + b"0" * 5000 + b"}]}", None, None, "out of range"),
+    ("float-overflow", json.dumps({"entries": [user_entry()]}).replace('"resize": 182', '"resize": 1e999').encode(),
+     None, None, "out of range"),
+    ("nan", json.dumps({"entries": [user_entry()]}).replace('"resize": 182', '"resize": NaN').encode(), None, None,
+     "NaN is not a number"),
+    ("huge-side", json.dumps({"entries": [user_entry(preprocessing={"input_size": [3, 10**15, 10**15]})]}),
+     "teamnet.photos_v1", "preprocessing.input_size", "width <= 16384"),
+    ("entries-not-a-list", b'{"entries": {"name": "x"}}', None, "entries", "'entries' list"),
+    ("entry-not-an-object", b'{"entries": ["resnet50"]}', "#0", "", "JSON object"),
+    ("aliases-wrong-type", json.dumps({"entries": [user_entry(aliases="teamnet")]}), "teamnet.photos_v1",
+     "aliases", "must be list"),
 ]
+
+
+def _write_malformed(tmp_path, text) -> Path:
+    path = tmp_path / "team" / "broken.json"
+    path.parent.mkdir()
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
 
 
 @pytest.mark.parametrize("text,entry,field,words", [c[1:] for c in MALFORMED_FILES],
                          ids=[c[0] for c in MALFORMED_FILES])
-def test_malformed_user_registry_names_file_entry_and_field(tmp_path, monkeypatch, text, entry, field, words):
-    path = tmp_path / "team" / "broken.json"
-    path.parent.mkdir()
-    path.write_text(text)
-    monkeypatch.setenv("ZOO_REGISTRY", str(path.parent))
+def test_malformed_user_registry_names_file_entry_and_field(tmp_path, text, entry, field, words):
+    path = _write_malformed(tmp_path, text)
     with pytest.raises(RegistryError) as info:
-        list_models()
+        load_entry_file(path, collection="local")
     err = info.value
     assert err.path == str(path) and str(path) in str(err)
     assert err.entry == entry and err.field == field
-    if entry:
-        assert entry in str(err)
+    assert words in str(err)
+    assert "\n" not in str(err) and len(str(err)) < 600  # one line, however large the hostile value
     if field:
         assert field in str(err)
-    assert words in str(err)
+
+
+@pytest.mark.parametrize("text", [c[1] for c in MALFORMED_FILES], ids=[c[0] for c in MALFORMED_FILES])
+def test_broken_user_file_is_skipped_with_a_warning_and_the_rest_loads(tmp_path, monkeypatch, text):
+    path = _write_malformed(tmp_path, text)
+    good = write_registry(tmp_path / "team" / "good.json", [user_entry(name="goodnet.v1", aliases=[])])
+    monkeypatch.setenv("ZOO_REGISTRY", str(path.parent))
+    with pytest.warns(RegistryWarning) as caught:
+        names = {e.name for e in list_models()}
+    assert names == {e.name for e in builtin_entries()} | {"goodnet.v1"}
+    assert get_entry("resnet50").name == "resnet50.tv2_in1k" and get_entry("goodnet").origin_file == str(good)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and str(path) in messages[0] and "skipped" in messages[0]
+    assert "\n" not in messages[0]
+
+
+def test_unknown_name_says_which_user_files_were_skipped(tmp_path, monkeypatch):
+    path = write_registry(tmp_path / "team.json", [user_entry(license="WTFPL")])
+    monkeypatch.setenv("ZOO_REGISTRY", str(path))
+    with pytest.warns(RegistryWarning), pytest.raises(UnknownModelError) as info:
+        get_entry("teamnet")
+    assert info.value.skipped == [str(path)] and str(path) in str(info.value)
+
+
+def test_unreadable_things_in_a_registry_folder_are_skipped_not_waited_on(tmp_path, monkeypatch):
+    folder = tmp_path / "reg"
+    folder.mkdir()
+    os.mkfifo(folder / "fifo.json")  # reading it would block for ever
+    (folder / "loop").symlink_to(folder, target_is_directory=True)  # a walk that follows links never ends
+    (folder / "huge.json").write_bytes(b"")
+    os.truncate(folder / "huge.json", MAX_FILE_BYTES + 1)
+    write_registry(folder / "ok.json", [USER_ENTRY])
+    monkeypatch.setenv("ZOO_REGISTRY", os.pathsep.join([str(folder), str(tmp_path / "missing.json")]))
+    with pytest.warns(RegistryWarning) as caught:
+        cat = catalog()
+    assert get_entry("teamnet").name == "teamnet.photos_v1"
+    reasons = {Path(err.path).name: str(err) for err in cat.skipped}
+    assert "not a regular file" in reasons["fifo.json"]
+    assert "limited to" in reasons["huge.json"]
+    assert "does not exist" in reasons["missing.json"]
+    assert len(caught) >= 3
 
 
 @pytest.mark.parametrize("clash,words", [
     ({"name": "resnet50.tv_in1k", "aliases": []}, "name 'resnet50.tv_in1k' is already used"),
     ({"name": "mine.v1", "aliases": ["caffe_resnet50"]}, "alias 'caffe_resnet50' is already used"),
     ({"name": "resnet50.team", "aliases": [], "default": True}, "already has a default tag"),
+    # the bare arch of a built-in: resolved before defaults, it would have taken `zoo.load("resnet50")`
+    ({"name": "mine.v1", "aliases": ["resnet50"]}, "alias 'resnet50' is already used by 'resnet50.tv2_in1k'"),
+    ({"name": "mine.v1", "aliases": ["vgg16"]}, "alias 'vgg16' is already used by 'vgg16.tv_in1k'"),
+    ({"name": "mine.v1", "aliases": ["resnet50.tv_imagenet1k_v1"]}, "alias 'resnet50.tv_imagenet1k_v1'"),
+    ({"name": "nin_imagenet.team", "aliases": [], "default": True}, "already has a default tag"),
 ])
-def test_user_entry_cannot_overwrite_builtin(tmp_path, monkeypatch, clash, words):
+def test_user_entry_cannot_take_a_builtin_name(tmp_path, monkeypatch, clash, words):
     path = write_registry(tmp_path / "team.json", [user_entry(**clash)])
     monkeypatch.setenv("ZOO_REGISTRY", str(path))
-    with pytest.raises(RegistryError, match=words) as info:
-        get_entry("resnet50")
-    assert info.value.path == str(path)
+    before = {name: get_entry(name).name for name in ("resnet50", "vgg16", "caffe_resnet50", "nin_imagenet")}
+    with pytest.warns(RegistryWarning, match=re.escape(words)) as caught:
+        cat = catalog()
+    (err,) = cat.skipped
+    assert err.path == str(path) and words in str(err)
+    assert "registry/entries/" in str(err) and str(path) in str(err)  # both files named
+    assert str(path) in str(caught[0].message)
+    after = {name: cat.get(name).name for name in before}
+    assert after == before and all(e.collection == "builtin" for e in cat)
 
 
-def test_duplicate_across_two_user_files(tmp_path, monkeypatch):
-    write_registry(tmp_path / "reg" / "a.json", [USER_ENTRY])
-    write_registry(tmp_path / "reg" / "b.json", [USER_ENTRY])
+def test_user_entry_cannot_change_how_a_builtin_single_tag_arch_resolves():
+    builtin = parse_entry(user_entry(name="solo.a", aliases=[]), path="registry/entries/x.json", index=0)
+    local = parse_entry(user_entry(name="solo.b", aliases=[]), path="team.json", index=0, collection="local")
+    cat = Catalog([builtin])
+    cat.add_file([local])
+    assert cat.resolve("solo") == "solo.a" and cat.resolve("solo.b") == "solo.b"
+
+
+def test_a_clashing_file_is_added_all_or_nothing():
+    cat = Catalog([_entry("x.a")])
+    first = parse_entry(user_entry(name="y.a", aliases=["y_latest"]), path="t.json", index=0, collection="local")
+    second = parse_entry(user_entry(name="x.a", aliases=[]), path="t.json", index=1, collection="local")
+    with pytest.raises(RegistryError, match="already used"):
+        cat.add_file([first, second])
+    assert cat.resolve("y.a") is None and cat.resolve("y_latest") is None and len(cat) == 1
+
+
+def test_duplicate_across_two_user_files_skips_the_second(tmp_path, monkeypatch):
+    first = write_registry(tmp_path / "reg" / "a.json", [USER_ENTRY])
+    second = write_registry(tmp_path / "reg" / "b.json", [USER_ENTRY])
     monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "reg"))
-    with pytest.raises(RegistryError, match="already used") as info:
-        list_models()
-    assert info.value.path.endswith("b.json")
+    with pytest.warns(RegistryWarning, match="already used") as caught:
+        assert get_entry("teamnet").origin_file == str(first)
+    message = str(caught[0].message)
+    assert str(second) in message and str(first) in message
 
 
 def test_user_registry_changes_are_seen_without_restart(tmp_path, monkeypatch):
     path = tmp_path / "team.json"
     monkeypatch.setenv("ZOO_REGISTRY", str(path))
-    assert list_models(source="local") == []
+    with pytest.warns(RegistryWarning, match="does not exist"):
+        assert list_models(source="local") == []
     write_registry(path, [USER_ENTRY])
     assert len(list_models(source="local")) == 1
 

@@ -20,7 +20,8 @@ import yaml
 
 from zoo.registry.catalog import Catalog, builtin_entries, labels_for
 from zoo.registry.errors import RegistryError
-from zoo.registry.schema import LICENSES, NAME_RE, Entry, entry_to_dict, parse_entry
+from zoo.registry.schema import LICENSES, NAME_RE, Entry, parse_entry
+from zoo.registry.serialiser import entry_to_dict
 
 ENTRIES = builtin_entries()
 BY_NAME = {e.name: e for e in ENTRIES}

@@ -293,12 +293,15 @@ def test_file_url_and_package_sources(tmp_path, make_entry):
     local.write_bytes(DATA)
     entry = make_entry("net.fileurl", [file_dict([local.as_uri()], DATA)])
     assert fetch_file(entry, progress=False).read_bytes() == DATA
-    # A package source: a file shipped inside the installed zoo package goes through the same check.
+    # A package source of a built-in entry: a file shipped inside the installed zoo package goes through
+    # the same check (a user entry's package source lies beside its registry file: tests/registry/test_entry_rules.py).
+    import dataclasses
     from importlib import resources
 
     shipped = (resources.files("zoo") / "py.typed").read_bytes()
     entry = make_entry("net.pkg", [file_dict([{"package": "py.typed"}], shipped, filename="py.typed",
                                              fmt="json")])
+    entry = dataclasses.replace(entry, collection="builtin")
     assert fetch_file(entry, progress=False).read_bytes() == shipped
 
 
