@@ -150,6 +150,26 @@ def _eval_modules(modules: list[tuple[str, nn.Module]], frozen_positions: set[in
     return keep
 
 
+def _partial_start(model: ZooModel, modules: list[tuple[str, nn.Module]],
+                   start_path: str | None) -> tuple[str | None, int]:
+    """``partial``: the first layer that trains (default: the last third of the body by parameters,
+    like unfreezing the last group) and its position among ``modules``."""
+    if start_path is None or start_path in ("pool", "logits"):
+        body_groups = layer_groups(model, 3)
+        start_path = body_groups[-1][0][0] if body_groups else None
+    return start_path, next((i for i, (name, _) in enumerate(modules) if name == start_path), len(modules))
+
+
+def _full_groups(model: ZooModel, groups: int, discriminative: bool,
+                 body_lr_scale: float | None) -> list[tuple[list[tuple[str, nn.Parameter]], float]]:
+    """``full``: the body's parameter groups, earliest first, with LR scales growing geometrically from
+    ``body_lr_scale`` (default 0.01) towards the head's 1 (all 1 without ``discriminative``)."""
+    body_groups = layer_groups(model, max(1, groups - 1) if discriminative else 1)
+    low = math.log10(body_lr_scale) if body_lr_scale is not None else -2.0
+    scales = torch.logspace(low, 0, steps=len(body_groups) + 1).tolist()[:-1] if discriminative else [1.0]
+    return list(zip(body_groups, scales, strict=True))
+
+
 def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut: str | None = None,
             unfreeze_from: str | None = None, head: str = "linear", hidden: int = 256, dropout: float = 0.0,
             groups: int = FULL_GROUPS, discriminative: bool = True, body_lr_scale: float | None = None) -> Plan:
@@ -209,11 +229,7 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
             p.requires_grad_(False)
         frozen_positions = set(range(len(modules)))
     elif strategy == "partial":
-        if start_path is None or start_path in ("pool", "logits"):
-            # Default: the last third of the body (by parameters), like unfreezing the last group.
-            body_groups = layer_groups(model, 3)
-            start_path = body_groups[-1][0][0] if body_groups else None
-        start = next((i for i, (name, _) in enumerate(modules) if name == start_path), len(modules))
+        start_path, start = _partial_start(model, modules, start_path)
         for name, position, p in items:
             p.requires_grad_(position >= start)
         frozen_positions = set(range(start))
@@ -222,10 +238,7 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
             scale = (PARTIAL_LR_SCALE if body_lr_scale is None else body_lr_scale) if discriminative else 1.0
             record("body", unfrozen, scale)
     else:  # full
-        body_groups = layer_groups(model, max(1, groups - 1) if discriminative else 1)
-        low = math.log10(body_lr_scale) if body_lr_scale is not None else -2.0
-        scales = torch.logspace(low, 0, steps=len(body_groups) + 1).tolist()[:-1] if discriminative else [1.0]
-        for i, (members, scale) in enumerate(zip(body_groups, scales, strict=True)):
+        for i, (members, scale) in enumerate(_full_groups(model, groups, discriminative, body_lr_scale)):
             record(f"body.{i}", members, round(scale, 6))
     record("head", [(f"head.{n}" if n else "head", p) for n, p in model.head.named_parameters()], 1.0)
 
