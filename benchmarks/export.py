@@ -3,7 +3,7 @@
 1. Throughput, images/s on ready preprocessed batches (batch 1 and 8), for the pooled features of
    each model (the same output on every path):
      (a) torch eager: ``model.forward_features(x)`` under inference_mode (NCHW, as an app writes it);
-     (b) the zoo's frozen TorchScript path: ``zoo.Extractor(model, freeze=True).forward(x)``
+     (b) the zoo's frozen TorchScript path: ``zoo.Extractor(model, backend="torchscript").forward(x)``
          (channels_last, traced, frozen, optimize_for_inference);
      (c) onnxruntime fp32: ``zoo.runtime.Features`` on ``zoo export --layer pool``;
      (d) onnxruntime int8: the same export with ``--quantize static`` (calibrated on sample JPEGs).
@@ -81,7 +81,7 @@ def throughput(name: str, work: Path, images: list[Path], args) -> list[dict]:
     for batch in args.batches:
         x = torch.randn(batch, *model.input_size)
         xn = x.numpy()
-        extractor = zoo.Extractor(copy.deepcopy(model), layer="pool", freeze=True, batch_size=batch)
+        extractor = zoo.Extractor(copy.deepcopy(model), layer="pool", backend="torchscript", batch_size=batch)
         paths = {
             "eager": lambda: model.forward_features(x),
             "frozen": lambda: extractor.forward(x),

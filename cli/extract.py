@@ -36,9 +36,11 @@ __all__ = ["extract_cmd", "similar_cmd"]
                    "features within ~0.3% of a full decode.")
 @click.option("--amp", is_flag=True, help="bfloat16 autocast (GPU, or a CPU with bf16 instructions): about 2x "
               "faster, features within ~1e-2 of fp32.")
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
-              help="onnxruntime: export the layer to ONNX first (checked against the model) and run it there, "
-                   "on the CPU; the same features.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "torchscript", "onnxruntime"]), default="auto",
+              show_default=True,
+              help="auto: a frozen TorchScript graph on the CPU in fp32, else eager torch; onnxruntime: export the "
+                   "layer to ONNX first (checked against the model) and run it there, on the CPU; the same "
+                   "features.")
 @click.option("--restart", is_flag=True, help="Discard what an earlier run made and start over.")
 @click.option("--seed", type=int, default=None,
               help="Seed the random weights of a model without a weights file (*.scratch), so that an "

@@ -101,7 +101,7 @@ def extract(model: ZooModel, paths: Sequence[Path], *, batch_size: int = 64, dev
     was_training = model.training
     try:
         ex = Extractor(model, device=device, batch_size=batch_size, num_workers=num_workers, output="torch",
-                       channels_last=False, freeze=False)
+                       channels_last=False, backend="torch")
         return ex([Path(p) for p in paths], progress=progress)
     except ImageError as err:
         reason = str(err).removeprefix(f"{err.path}: ")

@@ -99,7 +99,7 @@ def iter_logits(model: ZooModel, items: Sequence[Any], *, batch_size: int | None
     from zoo.extract.extractor import progress_bar
 
     extractor = Extractor(model, layer=LOGITS, device=device, batch_size=batch_size, num_workers=num_workers,
-                          output="torch", freeze=False)
+                          output="torch", backend="torch")
     bar = progress_bar(len(items), progress, desc=desc)
     try:
         for batch in extractor.batches(items):

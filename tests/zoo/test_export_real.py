@@ -100,7 +100,7 @@ def test_caffe_cifar10_full_runtime_equals_torch_and_the_extractor(real, tmp_pat
     inner = zoo.export(imported, tmp_path / "inner", layer=layer)
     assert inner.parity.passed
     mine = Features(inner.path)(images)
-    theirs = zoo.Extractor(model, layer=layer, freeze=False, num_workers=0)(images)
+    theirs = zoo.Extractor(model, layer=layer, backend="torch", num_workers=0)(images)
     assert mine.shape == theirs.shape
     assert np.abs(mine - theirs).max() <= 1e-4 * np.abs(theirs).max()
 

@@ -323,8 +323,9 @@ def test_frozen_cpu_graph_gives_the_eager_features():
     model = _timm("resnet18", "fc", 64)
     images = [photo(i, (70 + i, 64)) for i in range(10)]
     frozen = Extractor(model, batch_size=4, num_workers=0)
-    eager = Extractor(model, batch_size=4, num_workers=0, freeze=False)
+    eager = Extractor(model, batch_size=4, num_workers=0, backend="torch")
     assert frozen.freeze and not eager.freeze
     np.testing.assert_allclose(frozen(images), eager(images), rtol=1e-4, atol=1e-5)
     assert frozen.runner.traced_shape is not None and frozen.runner.traced_shape[0] == 4
     assert not Extractor(model, layer=["layer3", "pool"], num_workers=0).freeze  # hooks need eager modules
+    assert Extractor(model, num_workers=0, amp=True, backend="torchscript").freeze  # asked for: frozen in bf16 too

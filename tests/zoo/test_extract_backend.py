@@ -83,7 +83,7 @@ class _Sorted(nn.Module):
 def test_bad_backend_options_and_a_graph_that_cannot_be_exported():
     with pytest.raises(ValueError, match="backend must be one of"):
         zoo.Extractor("lenet.fmnist5", backend="tensorrt")
-    with pytest.raises(ValueError, match="amp and freeze are options of the torch backend"):
+    with pytest.raises(ValueError, match="amp is an option of the torch backends"):
         zoo.Extractor("lenet.fmnist5", backend="onnxruntime", amp=True)
     with pytest.raises(ValueError, match="runs on the CPU"):
         zoo.Extractor("lenet.fmnist5", backend="onnxruntime", device="cuda")

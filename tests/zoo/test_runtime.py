@@ -91,7 +91,7 @@ def test_features_equal_the_extractor(tmp_path, resnet_exports):
     images = photos(tmp_path, 5)
     for layer in ("pool", "layer3"):
         mine = Features(root / layer)(images)
-        theirs = zoo.Extractor(model, layer=layer, freeze=False, num_workers=0)(images)
+        theirs = zoo.Extractor(model, layer=layer, backend="torch", num_workers=0)(images)
         assert mine.shape == theirs.shape
         assert np.abs(mine - theirs).max() <= 1e-4 * np.abs(theirs).max()
 
@@ -179,7 +179,7 @@ def test_awkward_files_and_bombs_go_through_the_one_loader(tmp_path, resnet_expo
     model, root = resnet_exports
     paths = _awkward_images(tmp_path)
     mine = Features(root / "pool")(paths)
-    theirs = zoo.Extractor(model, layer="pool", freeze=False, num_workers=0)(paths)
+    theirs = zoo.Extractor(model, layer="pool", backend="torch", num_workers=0)(paths)
     assert np.abs(mine - theirs).max() <= 1e-4 * np.abs(theirs).max()
     rotated = Features(root / "pool").preprocess([paths[0]])[0]
     upright = np.asarray(Image.open(paths[0]).rotate(-90, expand=True))  # an array carries no EXIF

@@ -89,15 +89,16 @@ class Extractor:
         draft: let libjpeg decode big JPEGs at 1/2, 1/4 or 1/8 scale, never below this many pixels
             a side (True: the weights' resize size; see ``open_image``): faster, features within
             about 0.3%. None (the default) decodes fully, so a feature depends only on the picture.
-        freeze: run the pooled-features path as a frozen TorchScript graph (BatchNorm folded into the
-            convolutions), traced on the first full batch. None: on for the CPU in fp32 when only
-            ``pool`` is asked for (outputs within 1e-7 of eager). A model that cannot be traced runs
-            eagerly, with a warning that says why.
-        backend: ``"torch"``, or ``"onnxruntime"``: the asked layers are exported to ONNX when the
-            extractor is made (through ``zoo export``'s path, parity checked to 1e-4 of each output's
-            scale; a few seconds) and every batch runs in onnxruntime on the CPU. Decoding,
-            preprocessing and pooling are the same, so are the features (to float rounding).
-            ``channels_last``, ``amp`` and ``freeze`` are torch's and do not apply.
+        backend: what runs the network. ``"auto"`` (the default): ``"torchscript"`` on the CPU in
+            fp32 when only ``pool`` is asked for, else ``"torch"``. ``"torch"``: eager PyTorch.
+            ``"torchscript"``: the pooled-features path as a frozen TorchScript graph (BatchNorm
+            folded into the convolutions, traced on the first full batch; outputs within 1e-7 of
+            eager; a model that cannot be traced runs eagerly, with a warning that says why).
+            ``"onnxruntime"``: the asked layers are exported to ONNX when the extractor is made
+            (through ``zoo export``'s path, parity checked to 1e-4 of each output's scale; a few
+            seconds) and every batch runs in onnxruntime on the CPU. Decoding, preprocessing and
+            pooling are the same, so are the features (to float rounding); ``channels_last`` and
+            ``amp`` are torch's and do not apply.
 
     Inputs: a path, a folder (its images, naturally sorted), a PIL image, a numpy array (HxWxC uint8,
     or float in [0, 1]; NxHxWxC for several), bytes, or a torch tensor (CxHxW or NxCxHxW: uint8 0-255,
@@ -128,15 +129,15 @@ class Extractor:
                  batch_size: int | None = None, num_workers: int | None = None,
                  output: Literal["numpy", "torch"] = "numpy", channels_last: bool | None = None,
                  amp: bool = False, on_error: Literal["raise", "skip"] = "raise", draft: int | bool | None = None,
-                 freeze: bool | None = None, backend: Literal["torch", "onnxruntime"] = "torch"):
+                 backend: Literal["auto", "torch", "torchscript", "onnxruntime"] = "auto"):
         _check_choice("pool", pool, ("avg", "max", None))
         _check_choice("output", output, ("numpy", "torch"))
         _check_choice("on_error", on_error, ("raise", "skip"))
-        _check_choice("backend", backend, ("torch", "onnxruntime"))
+        _check_choice("backend", backend, ("auto", "torch", "torchscript", "onnxruntime"))
         if backend == "onnxruntime":
-            if amp or freeze:
-                raise ValueError("amp and freeze are options of the torch backend; backend='onnxruntime' runs "
-                                 "the exported fp32 graph")
+            if amp:
+                raise ValueError("amp is an option of the torch backends; backend='onnxruntime' runs the exported "
+                                 "fp32 graph")
             if str(device) not in ("auto", "cpu"):
                 raise ValueError(f"backend='onnxruntime' runs on the CPU; got device={str(device)!r}")
             device = "cpu"
@@ -167,7 +168,7 @@ class Extractor:
         if self.batch_transform is not None:
             self.batch_transform = self.batch_transform.to(self.device)
         amp = bool(amp)
-        freeze = (self.device.type == "cpu" and not amp) if freeze is None else freeze
+        freeze = (self.device.type == "cpu" and not amp) if backend == "auto" else backend == "torchscript"
         if backend == "onnxruntime":
             from .onnx_runner import OnnxRunner
 
@@ -212,7 +213,7 @@ class Extractor:
         return self.ref or self.model.name
 
     def __repr__(self) -> str:
-        backend = f", backend={self.backend!r}" if self.backend != "torch" else ""
+        backend = f", backend={self.backend!r}" if self.backend != "auto" else ""
         return (f"Extractor({self.name!r}, layer={self.layer_names if self.multi else self.layer_names[0]!r}, "
                 f"pool={self.pool!r}, device={str(self.device)!r}, batch_size={self.batch_size}{backend})")
 
