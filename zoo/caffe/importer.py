@@ -29,6 +29,7 @@ import numpy as np
 from zoo.registry import Entry, labels_for
 from zoo.registry.catalog import load_entry_file
 from zoo.registry.schema import SCHEMA_VERSION, Preprocessing
+from zoo.registry.serialiser import write_entries
 
 from .._io import file_digest, write_json
 from ..errors import CaffeError
@@ -148,7 +149,7 @@ def import_caffe(weights_path: str | Path, deploy_path: str | Path | None = None
     del weights_net
     save_model(model, out)
     write_json(out / GRAPH_FILE, {**graph, "key": {"converter": CONVERTER_VERSION, "weights": weights.name}})
-    write_json(out / ENTRY_FILE, data)
+    write_entries(out / ENTRY_FILE, [entry], comment=f"zoo import-caffe {weights.name}")
     return out
 
 
