@@ -11,6 +11,7 @@ so only ``zoo.load`` calls it, after the curated catalogue missed.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from typing import Any
@@ -111,7 +112,10 @@ def _torchvision(name: str) -> Entry | None:
     member = next((w for w in enum if w.name.lower() == tag), None)
     if member is None:
         return None
-    keywords = getattr(member.transforms, "keywords", {})
+    # The weights' transform is a partial of a class (ImageClassification) whose own defaults hold what the
+    # partial does not set (resize 256, ImageNet's mean and std): both count.
+    keywords = {**_defaults_of(getattr(member.transforms, "func", member.transforms)),
+                **getattr(member.transforms, "keywords", {})}
     crop = int(keywords.get("crop_size", 224))
     resize = int(keywords.get("resize_size", crop))
     interp = str(keywords.get("interpolation", "bilinear")).split(".")[-1].lower()
@@ -134,6 +138,7 @@ def _torchvision(name: str) -> Entry | None:
                        "enum.",
         "params": member.meta.get("num_params"),
         "preprocessing": {"input_size": [3, crop, crop], "resize": max(resize, crop),
+                          **{k: [float(v) for v in keywords[k]] for k in ("mean", "std") if k in keywords},
                           "interpolation": interp if interp in ("nearest", "bilinear", "bicubic") else "bilinear"},
         "head": {"num_classes": len(categories) or 1000,
                  **({"labels": "imagenet-1k"} if len(categories) == 1000 else
@@ -142,3 +147,12 @@ def _torchvision(name: str) -> Entry | None:
     if data["params"] is None:
         del data["params"]
     return _entry(data, "torchvision")
+
+
+def _defaults_of(factory: Any) -> dict[str, Any]:
+    """The keyword defaults of a callable's signature (empty when it has none to read)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
