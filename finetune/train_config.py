@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from zoo.errors import ConfigError, close_matches
 
-__all__ = ["TrainConfig", "lr_factor", "is_better", "OPTIMIZERS", "SCHEDULES", "MONITORS", "AMP_MODES"]
+__all__ = ["TrainConfig", "lr_factor", "is_better", "monitor_text", "OPTIMIZERS", "SCHEDULES", "MONITORS", "AMP_MODES"]
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant", "exponential")
@@ -129,6 +129,12 @@ def is_better(row: dict[str, Any], best: dict[str, Any], monitor: str) -> bool:
         return value > ref
     loss = monitor.removesuffix("acc") + "loss"
     return row.get(loss, math.inf) < best.get(loss, math.inf)
+
+
+def monitor_text(monitor: str) -> str:
+    """The monitored figure in words: ``val_acc`` -> ``validation accuracy``."""
+    part, _, what = monitor.partition("_")
+    return f"{'validation' if part == 'val' else 'training'} {'accuracy' if what == 'acc' else 'loss'}"
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int, warmup: int) -> float:

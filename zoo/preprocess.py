@@ -1,9 +1,9 @@
 """Preprocessing that belongs to the weights: an entry's ``Preprocessing`` turned into a transform.
 
 Owns: ``build_transform`` (inference: resize shorter side, centre crop, channel order, scale, mean and
-std; Caffe's BGR 0-255 with a mean pixel or a per-pixel mean image) and ``train_transform``
-(augmentation with torchvision transforms v2 for fine-tuning). Inputs may be PIL images, uint8 or float
-tensors (C,H,W). Imports torch/torchvision; never ``zoo.finetune`` or ``zoo.cli``.
+std; Caffe's BGR 0-255 with a mean pixel or a per-pixel mean image). Inputs may be PIL images, uint8 or
+float tensors (C,H,W). Training augmentation is fine-tuning's concern (``zoo.finetune.augment``).
+Imports torch/torchvision; never ``zoo.finetune`` or ``zoo.cli``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torchvision.transforms import v2
 
 from zoo.registry.schema import Preprocessing
 
-__all__ = ["build_transform", "train_transform", "Normalize"]
+__all__ = ["build_transform", "Normalize"]
 
 _INTERP = {
     "nearest": v2.InterpolationMode.NEAREST,
@@ -97,18 +97,3 @@ def build_transform(pre: Preprocessing, *, mean_image: Any = None) -> v2.Compose
         Normalize(pre, mean_image),
     ])
 
-
-def train_transform(pre: Preprocessing, *, mean_image: Any = None, flip: bool = True,
-                    scale: tuple[float, float] = (0.35, 1.0)) -> v2.Compose:
-    """Augmentation for fine-tuning: random resized crop (and horizontal flip), then the weights'
-    normalisation."""
-    h, w = pre.crop
-    steps: list[nn.Module] = [
-        v2.ToImage(),
-        _to_mode(pre),
-        v2.RandomResizedCrop((h, w), scale=scale, interpolation=_INTERP[pre.interpolation], antialias=True),
-    ]
-    if flip:
-        steps.append(v2.RandomHorizontalFlip())
-    steps += [v2.ToDtype(torch.float32, scale=True), Normalize(pre, mean_image)]
-    return v2.Compose(steps)
