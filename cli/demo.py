@@ -76,7 +76,8 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
         summary = run.summary
         val = summary.get("val", {})
         echo(f"    validation accuracy {val.get('accuracy', float('nan')):.1%} with the weights of epoch "
-             f"{summary.get('weights_epoch')} of {len(run.history)} (the best {monitor_text(run.config.train.monitor)})")
+             f"{summary.get('weights_epoch')} of {len(run.history)} "
+             f"(the best {monitor_text(run.config.train.monitor)})")
 
         test_dir = data_dir / "test"
         if test_dir.is_dir():

@@ -171,7 +171,8 @@ def _print_summary(run: Any, summary: dict[str, Any], *, confusion: bool) -> Non
     if kept is not None:
         from zoo.finetune.train_config import monitor_text
 
-        how = f"the best by {monitor_text(run.config.train.monitor)}" if summary.get("weights") == "best" else "the last"
+        best = summary.get("weights") == "best"
+        how = f"the best by {monitor_text(run.config.train.monitor)}" if best else "the last"
         click.echo(f"weights: epoch {kept} of {summary.get('epochs_run')} ({how})")
     click.echo(f"run: {run.path}  (model card: {run.dir.card})")
     click.echo(f"load it: zoo.load({str(run.path)!r})   or   zoo predict {run.path} IMAGE...")
@@ -285,7 +286,8 @@ def lr_find_cmd(ctx: click.Context, model: str, data_dir: Path, start_lr: float,
     click.echo(f"swept {len(result.lrs)} steps from {result.lrs[0]:.2g} to {result.lrs[-1]:.2g}"
                if result.lrs else "the sweep took no step")
     if result.suggestion:
-        click.echo(f"suggested lr: {result.suggestion:.3g} (valley of the loss; lowest loss at {result.min_loss_lr:.3g})")
+        click.echo(f"suggested lr: {result.suggestion:.3g} (valley of the loss; lowest loss at "
+                   f"{result.min_loss_lr:.3g})")
         click.echo(f"use it: zoo finetune {model} {data_dir} --strategy {ctx.params['strategy']} "
                    f"--lr {result.suggestion:.3g}")
     else:

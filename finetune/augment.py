@@ -84,7 +84,8 @@ class Augmentation:
                                *flip])
         return v2.Compose([
             v2.ToImage(),
-            v2.RandomResizedCrop((h, w), scale=(self.min_area, 1.0), interpolation=v2.InterpolationMode(pre.interpolation),
+            v2.RandomResizedCrop((h, w), scale=(self.min_area, 1.0),
+                                 interpolation=v2.InterpolationMode(pre.interpolation),
                                  antialias=True),
             *flip,
             v2.ToDtype(torch.float32, scale=True),

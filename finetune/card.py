@@ -131,7 +131,8 @@ def write_card(run_dir: RunDir, record: dict[str, Any], summary: dict[str, Any],
         headline=f"`{base['name']}` {how} on `{data['name']}` ({len(data['classes'])} classes).",
         pretrained=base["pretrained"], base_name=base["name"], base_license=base["license"],
         base_origin=base.get("origin"), what_trains=_what_trains(record), data_text=data_text,
-        data_table=data_table, metrics=_metrics(summary), weights_text=_weights_text(run_dir, summary, cfg.get("train", {}).get("monitor", "val_loss")),
+        data_table=data_table, metrics=_metrics(summary),
+        weights_text=_weights_text(run_dir, summary, cfg.get("train", {}).get("monitor", "val_loss")),
         command=record["command"], options=_options_text(cfg), record_file=run_dir.config.name, path=str(run_dir.path),
         path_repr=repr(str(run_dir.path)))
     with atomic_write(run_dir.card, "w") as fh:

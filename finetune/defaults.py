@@ -19,8 +19,8 @@ from typing import Any
 
 from .config import FinetuneConfig
 
-__all__ = ["Choice", "choose_schedule", "choose_batch_size", "choose_lr", "head_patience", "BODY_LR_FACTOR", "FEATURE_STEPS",
-           "IMAGE_STEPS"]
+__all__ = ["Choice", "choose_schedule", "choose_batch_size", "choose_lr", "head_patience", "BODY_LR_FACTOR",
+           "FEATURE_STEPS", "IMAGE_STEPS"]
 
 BATCH_RANGE = (8, 64)  # the chosen batch size stays within these
 STEPS_PER_EPOCH = 8  # the batch size is the largest power of two that still gives this many steps an epoch
