@@ -13,9 +13,23 @@ import click
 from zoo.registry import Entry, catalog
 from zoo.registry.catalog import SOURCES, list_external, list_models
 from zoo.registry.errors import RegistryError
-from zoo.registry.schema import entry_to_dict
+from zoo.registry.schema import Preprocessing, entry_to_dict
 
-__all__ = ["list_cmd", "info_cmd", "card_cmd"]
+__all__ = ["list_cmd", "info_cmd", "card_cmd", "describe_input"]
+
+
+def describe_input(p: Preprocessing) -> str:
+    """How an image reaches the net's input, in words (``zoo info``, ``zoo import-caffe``)."""
+    size = f"{p.crop[0]}x{p.crop[1]}"
+    if p.crop_mode == "squash" and p.resize == max(p.crop):
+        how = f"whole image resized to {size}"
+    elif p.crop_mode == "squash":
+        how = f"whole image resized to {p.resize}x{p.resize}, centre crop {size}"
+    elif p.crop_mode == "border":
+        how = f"longer side resized to {p.resize}, padded with the mean colour (or cropped) to {size}"
+    else:
+        how = f"resize {p.resize}, centre crop {size}"
+    return f"{'x'.join(map(str, p.input_size))}, {how} ({p.interpolation}{'' if p.antialias else ', no antialias'})"
 
 
 def _top1(entry: Entry) -> str:
@@ -113,11 +127,12 @@ def info_cmd(name: str, as_json: bool) -> None:
            f"  origin       : {entry.origin}" if entry.origin else "",
            f"  paper        : {entry.paper}" if entry.paper else "",
            f"  params       : {entry.params:,}" if entry.params else "",
-           f"  input        : {'x'.join(map(str, p.input_size))}, resize {p.resize} ({p.interpolation}), "
-           f"centre crop {p.crop[0]}x{p.crop[1]}",
+           f"  input        : {describe_input(p)}",
            f"  normalise    : {p.channel_order}, x{p.scale:g}, mean {list(p.mean)}"
            + (f" (mean file: {p.mean_file})" if p.mean_file else "") + f", std {list(p.std)}",
-           f"  head         : {h.num_classes} classes"
+           (f"  head         : {h.num_classes} classes" if h.num_classes else
+            "  head         : none: a feature backbone (`zoo extract` gives its features; `zoo finetune` "
+            "puts a classifier on it)")
            + (f", labels {h.labels if isinstance(h.labels, str) else 'inline'}" if h.labels else "")
            + (f", classifier {h.classifier}" if h.classifier else ""),
            ]

@@ -55,6 +55,10 @@ TRAIN_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
     ("channels_last", ("--channels-last/--no-channels-last",),
      dict(default=None, help="NHWC layout [default: on for convnets on a GPU].")),
     ("seed", ("--seed",), dict(type=int, help="Seeds the split, weights, shuffle and augmentation [default: 0].")),
+    ("checkpoint_interval", ("--checkpoint-interval",),
+     dict(type=click.FloatRange(min=0), metavar="SECONDS",
+          help="Also checkpoint mid-epoch this often, so a kill loses at most this much (0: epoch ends only) "
+               "[default: 300].")),
 ]
 
 

@@ -66,31 +66,22 @@ class Augmentation:
         Raises:
             ValueError: the model has no preprocessing (it cannot say how its inputs look).
         """
-        import torch
         from torchvision.transforms import v2
 
-        from zoo.preprocess import Normalize
+        from zoo.preprocess import train_transform
 
         if self.kind == "none":
             return model.transforms
         pre = model.preprocessing
         if pre is None:
             raise ValueError(f"model {model.name!r} has no preprocessing to augment")
-        h, w = pre.crop
-        flip = [v2.RandomHorizontalFlip()] if self.flip else []
         if self.kind == "shift_flip":
             # After the inference transform: the same resize and crop as at test time, then a shift.
+            h, w = pre.crop
+            flip = [v2.RandomHorizontalFlip()] if self.flip else []
             return v2.Compose([model.transforms, v2.RandomCrop((h, w), padding=self.pad, padding_mode="reflect"),
                                *flip])
-        return v2.Compose([
-            v2.ToImage(),
-            v2.RandomResizedCrop((h, w), scale=(self.min_area, 1.0),
-                                 interpolation=v2.InterpolationMode(pre.interpolation),
-                                 antialias=True),
-            *flip,
-            v2.ToDtype(torch.float32, scale=True),
-            Normalize(pre, model.mean_image),
-        ])
+        return train_transform(pre, mean_image=model.mean_image, flip=self.flip, scale=(self.min_area, 1.0))
 
 
 NO_AUGMENTATION = Augmentation(why="augmentation turned off")

@@ -1,5 +1,6 @@
 """Ctrl-C at a step boundary: the first one is noted and the training loop stops after the step under
 way, so the checkpoint it writes is a consistent state to resume from; a second one stops at once.
+SIGTERM (what a job scheduler or ``kill`` sends) is handled the same way.
 
 Owns ``deferred_interrupt`` (the SIGINT handler, installed only while training) and ``interruptible``
 (batches that turn a loader's failure after Ctrl-C into the interrupt). Standard library only.
@@ -39,14 +40,21 @@ def deferred_interrupt(enabled: bool) -> Iterator[Interrupt]:
         if flag.requested:
             raise KeyboardInterrupt
         flag.requested = True
-        print("Interrupted: finishing this step and writing a checkpoint (Ctrl-C again to stop at once).",
+        what = "Terminated" if signum == signal.SIGTERM else "Interrupted"
+        print(f"{what}: finishing this step and writing a checkpoint (Ctrl-C again to stop at once).",
               file=sys.stderr, flush=True)
 
+    # SIGTERM only when nobody else handles it (its default is to die without a checkpoint).
+    term = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGINT, note)
+    if term is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, note)
     try:
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
+        if term is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, term)
 
 
 def interruptible(batches: Iterator, flag: Interrupt, limit: int) -> Iterator:

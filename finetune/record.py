@@ -162,10 +162,9 @@ def finish_run(run_dir: RunDir, model: ZooModel, *, record: dict[str, Any], resu
         "train_seconds": sum(r.get("seconds", 0.0) for r in history), **(extra or {}),
     }
     model.to("cpu").eval()
-    model.labels = tuple(record["data"]["classes"])
-    model.name = run_dir.path.name
-    run_dir.save_model(model, extra={"run": {"kind": record["kind"], "data": record["data"].get("name"),
-                                             "strategy": record["config"]["strategy"]}})
+    run_dir.save_model(model, name=run_dir.path.name, labels=record["data"]["classes"],
+                       extra={"run": {"kind": record["kind"], "data": record["data"].get("name"),
+                                      "strategy": record["config"]["strategy"]}})
     run_dir.write_summary(json.loads(json.dumps(summary)))  # plain JSON types only
     write_plots(run_dir, history, summary)
     write_card(run_dir, record, summary, split)

@@ -145,9 +145,11 @@ class RunDir:
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.summary, summary)
 
-    def save_model(self, model: nn.Module, extra: dict[str, Any]) -> None:
-        """``model.safetensors`` and ``model.json`` (``zoo.factory.save_model``)."""
-        save_model(model, self.path, extra=extra)
+    def save_model(self, model: nn.Module, extra: dict[str, Any], *, name: str | None = None,
+                   labels: Any = None) -> None:
+        """``model.safetensors`` and ``model.json`` (``zoo.factory.save_model``), under ``name`` and
+        with ``labels`` when given."""
+        save_model(model, self.path, name=name, labels=labels, extra=extra)
 
     # -- the best epoch's weights, kept while training runs ----------------------------------------
 

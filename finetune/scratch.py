@@ -104,7 +104,7 @@ def build_scratch_model(arch: str, *, in_chans: int, num_classes: int, image_siz
     ``zoo.factory.save_model`` / ``zoo.load`` round-trip it.
     """
     from zoo import archs
-    from zoo.model import ZooModel, split_classifier
+    from zoo.model import BuildSpec, ZooModel, split_classifier
 
     builder, kwargs, base, _ = _architecture(arch)
     if builder in FLAT_BUILDERS:
@@ -113,11 +113,10 @@ def build_scratch_model(arch: str, *, in_chans: int, num_classes: int, image_siz
         kwargs["small_input"] = image_size <= 64
     network, path = archs.build(builder, in_chans=in_chans, num_classes=num_classes, **kwargs)
     body, head = split_classifier(network, path)
-    model = ZooModel(body, head, num_features=head.in_features, name=name or base or builder, labels=labels,
-                     preprocessing=preprocessing, base=base or builder)
-    model.build_spec = {"library": "zoo", "builder": builder, "kwargs": kwargs, "in_chans": in_chans,
-                        "num_classes": num_classes}
-    return model
+    return ZooModel(body, head, num_features=head.in_features, name=name or base or builder, labels=labels,
+                    preprocessing=preprocessing, base=base or builder,
+                    build=BuildSpec(library="zoo", builder=builder, kwargs=kwargs, in_chans=in_chans,
+                                    num_classes=num_classes))
 
 
 def train_flops_per_sample(model: torch.nn.Module, input_size: tuple[int, int, int]) -> float:

@@ -72,11 +72,7 @@ class Plan:
 def _trunk(model: ZooModel) -> tuple[nn.Module, str]:
     """The module whose paths ``resolve_layer`` returns, and its prefix inside the ZooModel: after
     ``cut`` the body wraps the original network (``body.body``)."""
-    if model.cut_layer:
-        inner = getattr(model.body, "body", None)
-        if isinstance(inner, nn.Module):
-            return inner, "body.body."
-    return model.body, "body."
+    return model.trunk, model.trunk_path + "."
 
 
 def _ordered_params(module: nn.Module) -> list[tuple[str, int, nn.Parameter]]:
@@ -228,7 +224,7 @@ def prepare(model: ZooModel, strategy: str = "linear", *, num_classes: int, cut:
     record("head", [(f"head.{n}" if n else "head", p) for n, p in model.head.named_parameters()], 1.0)
 
     keep = _eval_modules(modules, frozen_positions, prefix)
-    model.frozen_modules = keep
+    model.keep_eval(keep)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     return Plan(strategy=strategy, param_groups=plan_groups, groups=records, trainable=trainable, frozen=frozen,

@@ -243,10 +243,14 @@ def list_models(pattern: str | None = None, *, source: str = "curated") -> list[
 
 
 def list_external(pattern: str | None = None, *, source: str = "all") -> list[ExternalName]:
-    """Names in the full torchvision and/or timm catalogues (imports those libraries: seconds).
+    """Names in the full torchvision and/or timm catalogues that the zoo can load (imports those
+    libraries: seconds).
 
-    torchvision names are ``builder.WEIGHTS_ENUM_MEMBER`` in lower case; timm names are timm's own
-    pretrained ``arch.tag`` names.
+    torchvision names are ``builder.tv_<weights enum member>`` in lower case, for its classification
+    builders; timm names are timm's own pretrained ``arch.tag`` names, feature backbones included, less
+    those whose weights or preprocessing the zoo cannot have its way (the rules of
+    ``zoo.external.timm_refusal``, restated here because the registry imports nothing above it; a test
+    checks that the two agree on every name).
     """
     out: list[ExternalName] = []
     if source in ("torchvision", "all"):
@@ -258,11 +262,28 @@ def list_external(pattern: str | None = None, *, source: str = "all") -> list[Ex
             except (ValueError, KeyError):
                 continue
             for member in weights:
-                out.append(ExternalName(f"{builder}.tv_{member.name.lower()}", "torchvision"))
+                if re.search(r"-[0-9a-f]{8,}\.pth$", member.url):  # the checksum prefix the zoo verifies
+                    out.append(ExternalName(f"{builder}.tv_{member.name.lower()}", "torchvision"))
     if source in ("timm", "all"):
+        import math
+
         import timm  # heavy: only on request
 
-        out.extend(ExternalName(n, "timm") for n in timm.list_pretrained())
+        def loadable(name: str, cfg: dict) -> bool:
+            crop_pct = cfg.get("crop_pct") or 0.875
+            _, height, width = cfg["input_size"]
+            scale = (math.floor(height / crop_pct), math.floor(width / crop_pct))
+            longer = max(height, width)
+            same_scale = height == width or scale == (math.floor(height * max(scale) / longer),
+                                                      math.floor(width * max(scale) / longer))
+            tokens = cfg["architecture"].endswith("_enc")  # an image encoder for a language model: no pooled vector
+            combined = isinstance(cfg.get("classifier"), (tuple, list)) and name.startswith(("volo_", "efficientvim_"))
+            return (str(cfg.get("hf_hub_id") or "").startswith("timm/") and not cfg.get("hf_hub_filename")
+                    and crop_pct <= 1.0 and same_scale and not combined and not tokens
+                    and cfg.get("interpolation") in ("nearest", "bilinear", "bicubic"))
+
+        out.extend(ExternalName(n, "timm") for n in timm.list_pretrained()
+                   if loadable(n, timm.models.get_pretrained_cfg(n).to_dict()))
     if pattern:
         out = [n for n in out if _matches(pattern, (n.name,))]
     return sorted(out, key=lambda n: natural_key(n.name))

@@ -13,13 +13,16 @@ Every network ends ``... -> pooled/flattened features -> fc`` with the classifie
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import torchvision.models as tvm
 from torch import nn
+from torchvision.models.googlenet import BasicConv2d
 
-from .errors import RegistryError
+from .errors import RegistryError, close_matches
 
 __all__ = ["build", "BUILDERS", "SoftmaxRegression", "MLP", "LeNet"]
 
@@ -114,10 +117,7 @@ def _lenet(in_chans: int, num_classes: int, channels: list[int] | tuple[int, int
 
 
 def _googlenet(in_chans: int, num_classes: int, small_input: bool = False, dropout: float = 0.2) -> nn.Module:
-    from torchvision.models import googlenet
-    from torchvision.models.googlenet import BasicConv2d
-
-    net = googlenet(weights=None, num_classes=num_classes, aux_logits=False, transform_input=False,
+    net = tvm.googlenet(weights=None, num_classes=num_classes, aux_logits=False, transform_input=False,
                     init_weights=True, dropout=dropout)
     if small_input:
         # 28-32 px: a 3x3 stride-1 stem and no first max-pool, so the inception blocks see 14-16 px maps
@@ -131,8 +131,6 @@ def _googlenet(in_chans: int, num_classes: int, small_input: bool = False, dropo
 
 def _resnet(depth: int) -> Callable[..., nn.Module]:
     def make(in_chans: int, num_classes: int, small_input: bool = False, zero_init_residual: bool = False) -> nn.Module:
-        import torchvision.models as tvm
-
         net = getattr(tvm, f"resnet{depth}")(weights=None, num_classes=num_classes,
                                              zero_init_residual=zero_init_residual)
         if small_input:
@@ -191,8 +189,6 @@ def build(builder: str, *, in_chans: int, num_classes: int, **kwargs: Any) -> tu
     """
     make = BUILDERS.get(builder)
     if make is None:
-        from .errors import close_matches
-
         near = close_matches(builder, BUILDERS)
         hint = f" Did you mean {', '.join(near)}?" if near else ""
         raise RegistryError(f"{builder!r} is not a zoo reference architecture.{hint} "
@@ -200,8 +196,6 @@ def build(builder: str, *, in_chans: int, num_classes: int, **kwargs: Any) -> tu
     if in_chans < 1 or num_classes < 1:
         raise RegistryError(f"{builder}: in_chans and num_classes must be positive, got {in_chans}, {num_classes}",
                             field="architecture")
-    import inspect
-
     allowed = [p for p in inspect.signature(make).parameters if p not in ("in_chans", "num_classes")]
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:

@@ -2,78 +2,63 @@
 
 Owns: ``ZooModel`` (``forward = head(body(x))``, where ``body`` returns the pooled pre-logits vector),
 named feature layers through forward hooks, cutting a network at a layer, resetting the head
-(linear or a small MLP), and the self-describing ``model.json`` that lets a saved model load in one
-line. Fine-tuning and extraction go through this contract and never reach into architecture-specific
-attributes. Imports ``zoo.registry`` and torch; never ``zoo.finetune`` or ``zoo.cli``.
+(linear or a small MLP), keeping frozen parts in eval mode, and ``BuildSpec`` / ``describe`` (what the
+self-describing ``model.json`` records so a saved model loads in one line). Fine-tuning and extraction
+go through this contract and never reach into architecture-specific attributes. A feature backbone
+(no classifier: DINOv2, CLIP vision towers) is a ``ZooModel`` whose head is ``nn.Identity`` until
+``reset_classifier`` gives it one. Imports ``zoo.registry`` and torch; never ``zoo.finetune`` or
+``zoo.cli``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import UnknownLayerError, WeightsError
+from zoo.registry.schema import Entry, Preprocessing
 
-__all__ = ["ZooModel", "HeadSpec", "split_classifier", "build_head", "POOL", "LOGITS"]
+from .errors import RunError, UnknownLayerError, WeightsError
+from .heads import (HEAD_KINDS, ClassifierInputs, HeadSpec, build_head, split_classifier, split_heads,
+                    submodule)
+from .preprocess import build_transform
+
+__all__ = ["ZooModel", "HeadSpec", "BuildSpec", "split_classifier", "split_heads", "build_head", "HEAD_KINDS", "POOL",
+           "LOGITS"]
 
 POOL = "pool"  # the pooled pre-logits vector: body's output
 LOGITS = "logits"  # the head's output
 
 
 @dataclass(frozen=True, slots=True)
-class HeadSpec:
-    """What a head is, so a saved model can rebuild it: ``linear`` or ``mlp`` (Linear, ReLU, Dropout,
-    Linear)."""
+class BuildSpec:
+    """How the network was assembled: what ``model.json`` needs to build it again before its weights
+    are loaded.
 
-    kind: str = "linear"
-    num_classes: int = 1000
-    hidden: int = 256
-    dropout: float = 0.0
-
-
-def build_head(spec: HeadSpec, num_features: int) -> nn.Module:
-    """A fresh head for ``num_features`` inputs.
-
-    Raises:
-        ValueError: for an unknown kind.
+    ``library`` / ``builder`` / ``kwargs`` / ``in_chans`` / ``num_classes`` name the library builder that
+    made the network (``library`` is None for networks that come from their own files, such as Caffe
+    graphs, and for models built from a registry entry that says it all); ``cut`` is the layer the body
+    was cut at and ``head`` the head put on it since.
     """
-    if spec.kind == "linear":
-        if spec.dropout:
-            return nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(num_features, spec.num_classes))
-        return nn.Linear(num_features, spec.num_classes)
-    if spec.kind == "mlp":
-        return nn.Sequential(nn.Linear(num_features, spec.hidden), nn.ReLU(inplace=True),
-                             nn.Dropout(spec.dropout), nn.Linear(spec.hidden, spec.num_classes))
-    raise ValueError(f"head kind must be 'linear' or 'mlp', got {spec.kind!r}")
 
+    library: str | None = None
+    builder: str = ""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    in_chans: int = 3
+    num_classes: int = 0
+    cut: str | None = None
+    head: HeadSpec | None = None
 
-def _get_submodule(model: nn.Module, path: str) -> nn.Module:
-    try:
-        return model.get_submodule(path)
-    except AttributeError as err:
-        valid = [n for n, _ in model.named_modules() if n]
-        raise UnknownLayerError(path, valid) from err
-
-
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, leaf = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, leaf, module)
-
-
-def split_classifier(model: nn.Module, classifier: str) -> tuple[nn.Module, nn.Module]:
-    """Take the final classifier out of ``model``: returns ``(body, head)`` where ``body`` is the model
-    with that module replaced by ``nn.Identity`` and ``head`` is the module that was there.
-
-    ``classifier`` is a module path (``fc``, ``heads.head``, ``classifier.3``).
-    """
-    head = _get_submodule(model, classifier)
-    _set_submodule(model, classifier, nn.Identity())
-    return model, head
+    def network(self) -> dict[str, Any] | None:
+        """The library part as ``model.json``'s ``build`` object (None when there is none)."""
+        if self.library is None:
+            return None
+        return {"library": self.library, "builder": self.builder, "kwargs": dict(self.kwargs),
+                "in_chans": self.in_chans, "num_classes": self.num_classes}
 
 
 class _Stop(Exception):
@@ -118,7 +103,7 @@ def _run_to(body: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[str
         return hook
 
     for name in wanted:
-        handles.append(_get_submodule(body, name).register_forward_hook(make_hook(name)))
+        handles.append(submodule(body, name).register_forward_hook(make_hook(name)))
     try:
         body(x)
     except _Stop:
@@ -137,12 +122,28 @@ class ZooModel(nn.Module):
     """A network as the zoo hands it out: ``forward(x) = head(body(x))``.
 
     ``body(x)`` is the pooled, flattened pre-logits vector (``num_features`` wide); ``head`` maps it to
-    logits (no softmax). The model carries its registry entry (``entry``), its ``labels`` and a
-    ``transforms`` callable built from the weights' own preprocessing, like torchvision's weights API.
+    logits (no softmax), or is ``nn.Identity`` for a feature backbone. The model carries its registry
+    entry (``entry``), its ``labels`` and a ``transforms`` callable built from the weights' own
+    preprocessing, like torchvision's weights API. Everything it carries is given here; the methods
+    below (``cut``, ``reset_classifier``, ``keep_eval``) are the only ways it changes.
 
-    Layers are named by their module path inside ``body`` (``layer4``, ``features.denseblock4``), plus
-    ``pool`` (the body's output) and ``logits``; ``aliases`` maps other names (Caffe blob names such
-    as ``pool5/7x7_s1``) to module paths.
+    Layers are named by their module path inside the network (``layer4``, ``features.denseblock4``),
+    plus ``pool`` (the body's output) and ``logits``; ``aliases`` maps other names (Caffe blob names
+    such as ``pool5/7x7_s1``) to module paths.
+
+    Args:
+        body: the network up to the pooled features.
+        head: the classifier on them (``nn.Identity`` when there is none).
+        num_features: the width of ``body``'s output.
+        name: what the model is called (a registry name, a run folder's name).
+        entry: the registry entry it was built from, if any.
+        labels: class names, one per output.
+        preprocessing: the input the weights expect.
+        aliases: other layer names -> module paths.
+        base: the registry name it started from (default ``name``).
+        mean_image: a per-pixel mean image (C,H,W) that replaces the mean pixel (Caffe).
+        build: how the network was assembled (see ``BuildSpec``).
+        source_dir: the folder a saved model was loaded from.
 
     Example:
         >>> m = zoo.load("resnet18")                      # doctest: +SKIP
@@ -150,33 +151,96 @@ class ZooModel(nn.Module):
     """
 
     def __init__(self, body: nn.Module, head: nn.Module, *, num_features: int, name: str = "",
-                 entry: Any = None, labels: Sequence[str] | None = None, preprocessing: Any = None,
-                 aliases: dict[str, str] | None = None, head_spec: HeadSpec | None = None,
-                 cut: str | None = None, base: str | None = None, mean_image: Any = None):
+                 entry: Entry | None = None, labels: Sequence[str] | None = None,
+                 preprocessing: Preprocessing | None = None, aliases: Mapping[str, str] | None = None,
+                 base: str | None = None, mean_image: Any = None, build: BuildSpec | None = None,
+                 source_dir: Path | None = None):
         super().__init__()
         self.body = body
         self.head = head
-        self.num_features = num_features
+        self.num_features = int(num_features)
         self.name = name
         self.entry = entry
         self.labels = tuple(labels) if labels is not None else None
         self.preprocessing = preprocessing
         self.aliases = dict(aliases or {})
-        self.head_spec = head_spec
-        self.cut_layer = cut
         self.base = base or name
         self.mean_image = mean_image
-        self.build_spec: dict[str, Any] | None = None  # how zoo.factory built the network (for reloading)
-        self.source_dir = None  # the folder a saved model was loaded from
+        self.build = build or BuildSpec()
+        self.source_dir = Path(source_dir) if source_dir is not None else None
         # Module paths (relative to this model) that stay in eval mode under ``train()``: the
         # BatchNorm and Dropout layers of frozen parts, so fine-tuning never moves their statistics.
-        self.frozen_modules: set[str] = set()
+        self._keep_eval: frozenset[str] = frozenset()
+
+    # -- what it is ----------------------------------------------------------------------------
+    @property
+    def trunk(self) -> nn.Module:
+        """The whole network whose module paths name the layers: ``body``, or what a cut body (or a
+        body of several classifiers' inputs) wraps."""
+        return self.get_submodule(self.trunk_path)
+
+    @property
+    def trunk_path(self) -> str:
+        """The trunk's module path inside this model: ``body``, ``body.body`` after a cut,
+        ``body.network`` for a network with several classifiers."""
+        if isinstance(self.body, _Cut):
+            return "body.body"
+        return "body.network" if isinstance(self.body, ClassifierInputs) else "body"
+
+    @property
+    def head_spec(self) -> HeadSpec | None:
+        """The head put on the body by ``reset_classifier`` (None: the weights' own classifier)."""
+        return self.build.head
+
+    @property
+    def cut_layer(self) -> str | None:
+        """The layer the body was cut at, or None."""
+        return self.build.cut
+
+    @property
+    def build_spec(self) -> dict[str, Any] | None:
+        """The library builder that made the network, as ``model.json`` stores it (or None)."""
+        return self.build.network()
+
+    @property
+    def has_classifier(self) -> bool:
+        """False for a feature backbone (and after ``cut`` until ``reset_classifier``). A network whose
+        classifier stays in the body (SqueezeNet, the Caffe nets without a fully connected head) has an
+        identity head and its labels: it has one."""
+        return not isinstance(self.head, nn.Identity) or self.labels is not None
+
+    @property
+    def frozen_modules(self) -> frozenset[str]:
+        """Module paths kept in eval mode under ``train()`` (see ``keep_eval``)."""
+        return self._keep_eval
+
+    def keep_eval(self, paths: Iterable[str]) -> ZooModel:
+        """Keep these modules (paths in this model) in eval mode under ``train()``, replacing the set
+        given before: the BatchNorm and Dropout layers of frozen parts.
+
+        Raises:
+            UnknownLayerError: for a path the model does not have.
+        """
+        paths = frozenset(paths)
+        for path in paths:
+            submodule(self, path)
+        self._keep_eval = paths
+        return self.train(self.training)
 
     def train(self, mode: bool = True) -> ZooModel:
-        """Like ``nn.Module.train``, but modules named in ``frozen_modules`` stay in eval mode."""
+        """Like ``nn.Module.train``, but the modules given to ``keep_eval`` stay in eval mode."""
         super().train(mode)
-        for name in self.frozen_modules:
+        for name in self._keep_eval:
             self.get_submodule(name).eval()
+        return self
+
+    def loaded_from(self, directory: Path, *, name: str, base: str | None,
+                    labels: Sequence[str] | None) -> ZooModel:
+        """Record that this model is the one saved in ``directory`` as ``name`` (started from ``base``,
+        with ``labels``): for a network that its own files rebuilt (a Caffe graph) before
+        ``zoo.factory.load_saved`` loaded the saved weights into it."""
+        self.source_dir, self.name, self.base = Path(directory), name, base or name
+        self.labels = tuple(labels) if labels is not None else None
         return self
 
     # -- forward -------------------------------------------------------------------------------
@@ -192,23 +256,25 @@ class ZooModel(nn.Module):
 
     # -- layers --------------------------------------------------------------------------------
     def layer_names(self) -> list[str]:
-        """Every name ``forward_layers`` accepts: module paths in the body, aliases, ``pool``, ``logits``."""
-        body = self.body.body if isinstance(self.body, _Cut) else self.body
-        names = [n for n, _ in body.named_modules() if n]
-        return [*names, *sorted(self.aliases), POOL, LOGITS]
+        """Every name ``forward_layers`` accepts: module paths in the body, aliases, ``pool`` and (when
+        there is a classifier) ``logits``."""
+        names = [n for n, _ in self.trunk.named_modules() if n]
+        return [*names, *sorted(self.aliases), POOL, *([LOGITS] if self.has_classifier else [])]
 
     def resolve_layer(self, layer: str) -> str:
         """The module path ``layer`` names (aliases resolved), or ``pool`` / ``logits``.
 
         Raises:
-            UnknownLayerError: listing the valid names and the nearest ones.
+            UnknownLayerError: listing the valid names and the nearest ones (``logits`` is not one for a
+                model without a classifier).
         """
-        if layer in (POOL, LOGITS):
+        if layer == POOL or (layer == LOGITS and self.has_classifier):
             return layer
         path = self.aliases.get(layer, layer)
-        body = self.body.body if isinstance(self.body, _Cut) else self.body
+        if path == POOL or (path == LOGITS and self.has_classifier):  # an alias of the body's or head's output
+            return path  # (Caffe's ``fc8``)
         try:
-            body.get_submodule(path)
+            self.trunk.get_submodule(path)
         except AttributeError:
             raise UnknownLayerError(layer, self.layer_names(), model=self.name or "this model") from None
         if not path:
@@ -225,9 +291,8 @@ class ZooModel(nn.Module):
         paths = {name: self.resolve_layer(name) for name in layers}
         inner = [p for p in paths.values() if p not in (POOL, LOGITS)]
         need_full = any(p in (POOL, LOGITS) for p in paths.values())
-        body = self.body.body if isinstance(self.body, _Cut) else self.body
         out: dict[str, torch.Tensor] = {}
-        found = _run_to(body, x, inner) if inner else {}
+        found = _run_to(self.trunk, x, inner) if inner else {}
         if need_full:
             feats = self.body(x)
             if any(p == LOGITS for p in paths.values()):
@@ -241,11 +306,28 @@ class ZooModel(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, *, kind: str = "linear", hidden: int = 256,
-                         dropout: float = 0.0) -> ZooModel:
-        """Put a new, randomly initialised head with ``num_classes`` outputs on the body (in place)."""
-        self.head_spec = HeadSpec(kind=kind, num_classes=num_classes, hidden=hidden, dropout=dropout)
-        self.head = build_head(self.head_spec, self.num_features)
-        self.labels = None
+                         dropout: float = 0.0, labels: Sequence[str] | None = None) -> ZooModel:
+        """Put a new, randomly initialised head with ``num_classes`` outputs on the body (in place).
+
+        Args:
+            num_classes: outputs of the new head.
+            kind: ``linear`` or ``mlp`` (Linear, ReLU, Dropout, Linear).
+            hidden: the MLP's hidden width.
+            dropout: dropout before the (last) Linear.
+            labels: names of the new classes, if known.
+
+        Raises:
+            RunError: an unknown head kind or a size that is not positive.
+        """
+        spec = HeadSpec(kind=kind, num_classes=num_classes, hidden=hidden, dropout=dropout)
+        device = next((p.device for p in self.body.parameters()), None)
+        head = build_head(spec, self.num_features)
+        self.head = head.to(device) if device is not None and device.type != "meta" else head
+        self.build = replace(self.build, head=spec)
+        self.aliases = {k: v for k, v in self.aliases.items() if v != LOGITS}  # names of the old head
+        if labels is not None and len(labels) != num_classes:
+            raise RunError(f"{len(labels)} labels for a head of {num_classes} classes; give one label per class.")
+        self.labels = tuple(labels) if labels is not None else None
         return self
 
     def cut(self, layer: str) -> ZooModel:
@@ -258,17 +340,19 @@ class ZooModel(nn.Module):
         path = self.resolve_layer(layer)
         if path in (POOL, LOGITS):
             return self
-        body = self.body.body if isinstance(self.body, _Cut) else self.body
-        self.body = _Cut(body, path)
-        self.cut_layer = path
-        device = next((p.device for p in body.parameters()), torch.device("cpu"))
+        trunk = self.trunk
+        self.body = _Cut(trunk, path)
+        device = next((p.device for p in trunk.parameters()), torch.device("cpu"))
         with torch.no_grad():
-            was_training = body.training
-            body.eval()
+            was_training = trunk.training
+            trunk.eval()
             probe = torch.zeros(1, *self.input_size, device=device)
             self.num_features = int(self.body(probe).shape[1])
-            body.train(was_training)
+            trunk.train(was_training)
         self.head = nn.Identity()
+        self.labels = None  # the classes went with the head
+        self.build = replace(self.build, cut=path, head=None)
+        self.aliases = {k: v for k, v in self.aliases.items() if v != LOGITS}  # names of the old head
         return self
 
     @property
@@ -287,8 +371,6 @@ class ZooModel(nn.Module):
     @property
     def transforms(self):
         """The inference transform for these weights (PIL image or tensor -> normalised tensor)."""
-        from .preprocess import build_transform
-
         return build_transform(self.preprocessing, mean_image=self.mean_image)
 
     def describe(self) -> dict[str, Any]:
@@ -302,6 +384,7 @@ class ZooModel(nn.Module):
             "num_features": self.num_features,
             "head": asdict(self.head_spec) if self.head_spec else None,
             "labels": list(self.labels) if self.labels else None,
+            "build": self.build_spec,
         }
 
     def extra_repr(self) -> str:

@@ -87,3 +87,17 @@ def cv2():
         pytest.skip(f"OpenCV {cv.__version__} has no Caffe importer (removed in 5.x): "
                     "pip install 'opencv-python-headless<5'")
     return cv
+
+
+# Real Caffe nets, MNIST digits and photographs made by other people (../shared/real beside the
+# repository; ZOO_REAL_DIR points elsewhere). Never copied into the project.
+REAL = Path(os.environ.get("ZOO_REAL_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "real")
+
+
+@pytest.fixture(scope="session")
+def real():
+    """The folder of real files, or skip."""
+    if not (REAL / "caffe").is_dir():
+        pytest.skip(f"the real Caffe files are not at {REAL} (../shared/real beside the repository; "
+                    "ZOO_REAL_DIR=DIR points elsewhere)")
+    return REAL

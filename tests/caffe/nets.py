@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-NETS = ("alexnet", "googlenet", "resnet", "squeezenet", "nin", "vgg_v1", "misc")
+NETS = ("alexnet", "googlenet", "resnet", "squeezenet", "nin", "vgg_v1", "misc", "layers", "layers_v1", "interp")
+# Nets whose deploy file holds layers the training net (the .caffemodel) lacks: deploy + weights only.
+DEPLOY_ONLY = ("interp",)
 
 
 def load_pb2():
@@ -44,6 +46,7 @@ class Builder:
         self.train = pb.NetParameter(name=name)
         self.deploy = pb.NetParameter(name=name)
         self.shape = {"data": tuple(input_shape)}  # channels per blob (for weight shapes)
+        self.text_params: dict[str, str] = {}  # layer name -> parameter text the writer cannot express
         c, h, w = input_shape
         # training net: a data layer (dropped by the converter) and a label
         data = self._new(self.train, "data", "Data", [], ["data", "label"])
@@ -59,7 +62,8 @@ class Builder:
     _V1 = {"Data": "DATA", "Convolution": "CONVOLUTION", "ReLU": "RELU", "Pooling": "POOLING", "LRN": "LRN",
            "InnerProduct": "INNER_PRODUCT", "Dropout": "DROPOUT", "Softmax": "SOFTMAX",
            "SoftmaxWithLoss": "SOFTMAX_LOSS", "Accuracy": "ACCURACY", "Concat": "CONCAT", "Eltwise": "ELTWISE",
-           "Split": "SPLIT", "Flatten": "FLATTEN"}
+           "Split": "SPLIT", "Flatten": "FLATTEN", "Deconvolution": "DECONVOLUTION", "Sigmoid": "SIGMOID",
+           "TanH": "TANH", "AbsVal": "ABSVAL", "BNLL": "BNLL", "Power": "POWER", "Slice": "SLICE"}
 
     def _new(self, net, name, type_, bottoms, tops):
         if self.v1:
@@ -239,6 +243,47 @@ class Builder:
             self.blob(s, self.rng.standard_normal(c).astype(np.float32) * 0.1, legacy=False)
         return blob
 
+    def layer(self, name, type_, bottoms, tops, shape, setp=None, *, deploy_only=False):
+        """Any layer; ``shape`` (C, H, W...) is its top's (every top's, for one top)."""
+        if deploy_only:
+            pair = (None, self._new(self.deploy, name, type_, list(bottoms), list(tops)))
+        else:
+            pair = self.add(name, type_, list(bottoms), list(tops))
+        if setp is not None:
+            self._both(pair, setp)
+        for top in tops:
+            self.shape[top] = tuple(shape)
+        return pair
+
+    def prelu(self, name, blob, *, shared=False):
+        pair = self.add(name, "PReLU", [blob], [blob])
+        if shared:
+            self._both(pair, lambda layer: setattr(layer.prelu_param, "channel_shared", True))
+        n = 1 if shared else self.shape[blob][0]
+        self.blob(pair[0], (self.rng.random(n) * 0.5).astype(np.float32), legacy=False)
+        return blob
+
+    def deconv(self, name, bottom, top, cout, k, s=1, p=0, group=1):
+        c, h, w = self.shape[bottom]
+        pair = self.add(name, "Deconvolution", [bottom], [top])
+
+        def setp(layer):
+            cp = layer.convolution_param
+            cp.num_output = cout
+            cp.kernel_size.append(k)
+            if s != 1:
+                cp.stride.append(s)
+            if p:
+                cp.pad.append(p)
+            if group != 1:
+                cp.group = group
+
+        self._both(pair, setp)
+        self.blob(pair[0], self.rand(c, cout // group, k, k))
+        self.blob(pair[0], self.rand(cout, scale=0.1))
+        self.shape[top] = (cout, s * (h - 1) + k - 2 * p, s * (w - 1) + k - 2 * p)
+        return top
+
     def loss(self, name, bottom, *, accuracy=True):
         self.add(name, "SoftmaxWithLoss", [bottom, "label"], [name], train_only=True)
         if accuracy:
@@ -261,7 +306,10 @@ class Builder:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.caffemodel").write_bytes(self.train.SerializeToString())
-        (out / "deploy.prototxt").write_text(text_format.MessageToString(self.deploy))
+        text = text_format.MessageToString(self.deploy)
+        for name, params in self.text_params.items():  # fields caffe_pb2 does not know (fork layers)
+            text = text.replace(f'name: "{name}"\n', f'name: "{name}"\n  {params}\n', 1)
+        (out / "deploy.prototxt").write_text(text)
         return out / "deploy.prototxt", out / "model.caffemodel"
 
 
@@ -450,8 +498,98 @@ def misc(pb, seed):
     return b
 
 
+def layers(pb, seed):
+    """The layer types real Caffe nets add to the classic ones: PReLU per channel and shared (also on
+    an InnerProduct's 2-D output, as MTCNN), Deconvolution with groups, Split, Slice at slice points,
+    Sigmoid, TanH, AbsVal, BNLL, Power, ELU, Crop with offsets, Reshape with 0 and -1 dims, Flatten."""
+    b = Builder(pb, seed, name="layers", input_shape=(3, 20, 20))
+    x = b.prelu("prelu1", b.conv("conv1", "data", "conv1", 8, 3, p=1))
+    x = b.prelu("prelu_shared", b.deconv("deconv1", x, "deconv1", 6, 4, s=2, p=1, group=2), shared=True)  # 40
+    x = b.pool("pool1", x, "pool1", "MAX", 2, 2)  # 6 x 20 x 20
+
+    def slice_points(layer):
+        layer.slice_param.axis = 1
+        layer.slice_param.slice_point.extend([2, 5])
+
+    b.layer("split", "Split", [x], ["x1", "x2"], (6, 20, 20))
+    b.layer("slice", "Slice", ["x1"], ["s_a", "s_b", "s_c"], (2, 20, 20), slice_points)
+    b.shape["s_b"], b.shape["s_c"] = (3, 20, 20), (1, 20, 20)
+    b.layer("sig", "Sigmoid", ["s_a"], ["sig"], (2, 20, 20))
+    b.layer("tanh", "TanH", ["s_b"], ["tanh"], (3, 20, 20))
+    b.layer("bnll", "BNLL", ["tanh"], ["bnll"], (3, 20, 20))
+    b.layer("abs", "AbsVal", ["s_c"], ["abs"], (1, 20, 20))
+
+    def power(layer):
+        layer.power_param.power, layer.power_param.scale, layer.power_param.shift = 2.0, 0.5, 1.0
+
+    b.layer("power", "Power", ["abs"], ["power"], (1, 20, 20), power)
+    x = b.concat("cat", ["sig", "bnll", "power"], "cat")  # 6 x 20 x 20
+    x = b.eltwise("sum", [x, "x2"], "sum")
+    ref = b.pool("pool_ref", x, "pool_ref", "AVE", 2, 2)  # 6 x 10 x 10
+
+    def crop(layer):
+        layer.crop_param.axis = 2
+        layer.crop_param.offset.extend([3, 5])
+
+    b.layer("crop", "Crop", [x, ref], ["crop"], (6, 10, 10), crop)
+
+    def reshape(layer):
+        layer.reshape_param.shape.dim.extend([0, -1, 4, 5])
+
+    b.layer("reshape", "Reshape", ["crop"], ["reshape"], (30, 4, 5), reshape)
+    b.layer("elu", "ELU", ["reshape"], ["reshape"], (30, 4, 5), lambda layer: setattr(layer.elu_param, "alpha", 0.5))
+    b.layer("flat", "Flatten", ["reshape"], ["flat"], (600,))
+    x = b.prelu("prelu_fc", b.ip("fc1", "flat", "fc1", 16))
+    b.finish(b.ip("fc", x, "fc", 10))
+    return b
+
+
+def layers_v1(pb, seed):
+    """The same kinds of layers in the legacy V1 format (enum types, V1 field numbers for slice_param
+    and power_param): Deconvolution, Slice, Sigmoid, TanH, AbsVal, BNLL, Power, Flatten."""
+    b = Builder(pb, seed, name="layers_v1", input_shape=(3, 12, 12), v1=True, legacy_dims=True, legacy_input=True)
+    x = b.relu("relu1", b.conv("conv1", "data", "conv1", 6, 3, p=1))
+    x = b.deconv("deconv1", x, "deconv1", 4, 3, s=2, p=1)  # 23 x 23
+
+    def slice_points(layer):
+        layer.slice_param.slice_dim = 1
+        layer.slice_param.slice_point.append(1)
+
+    b.layer("slice", "Slice", [x], ["s_a", "s_b"], (1, 23, 23), slice_points)
+    b.shape["s_b"] = (3, 23, 23)
+    b.layer("sig", "Sigmoid", ["s_a"], ["sig"], (1, 23, 23))
+    b.layer("abs", "AbsVal", ["s_b"], ["abs"], (3, 23, 23))
+    b.layer("bnll", "BNLL", ["abs"], ["bnll"], (3, 23, 23))
+
+    def power(layer):
+        layer.power_param.power, layer.power_param.shift = 0.5, 2.0
+
+    b.layer("power", "Power", ["bnll"], ["power"], (3, 23, 23), power)
+    b.layer("tanh", "TanH", ["power"], ["power"], (3, 23, 23))
+    x = b.concat("cat", ["sig", "power"], "cat")
+    x = b.pool("pool", x, "pool", "MAX", 3, 2)
+    b.layer("flat", "Flatten", [x], ["flat"], (int(np.prod(b.shape[x])),))
+    b.finish(b.ip("fc", "flat", "fc", 10))
+    return b
+
+
+def interp(pb, seed):
+    """``Interp`` (a DeepLab/PSPNet layer, not in BVLC's caffe.proto) by zoom factor and by height/width;
+    written into the deploy file as text, its parameters unknown to the generated writer."""
+    b = Builder(pb, seed, name="interp", input_shape=(3, 9, 11))
+    x = b.relu("relu1", b.conv("conv1", "data", "conv1", 6, 3, p=1))
+    b.layer("zoom", "Interp", [x], ["zoom"], (6, 17, 21), deploy_only=True)
+    b.text_params["zoom"] = "interp_param { zoom_factor: 2 }"
+    b.layer("size", "Interp", ["zoom"], ["size"], (6, 12, 7), deploy_only=True)
+    b.text_params["size"] = "interp_param { height: 12 width: 7 }"
+    b.layer("tanh", "TanH", ["size"], ["tanh"], (6, 12, 7), deploy_only=True)
+    x = b.pool("pool", "tanh", "pool", "AVE", global_=True)
+    b.finish(b.ip("fc", x, "fc", 10))
+    return b
+
+
 BUILDERS = {"alexnet": alexnet, "googlenet": googlenet, "resnet": resnet, "squeezenet": squeezenet, "nin": nin,
-            "vgg_v1": vgg_v1, "misc": misc}
+            "vgg_v1": vgg_v1, "misc": misc, "layers": layers, "layers_v1": layers_v1, "interp": interp}
 
 
 def write(name: str, seed: int, out: Path):

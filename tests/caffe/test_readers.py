@@ -149,8 +149,8 @@ def _net(pb2, *layers):
 
 
 def test_unsupported_layer_names_layer_and_type(pb2):
-    net = _net(pb2, ("act", "PReLU", "data"))
-    with pytest.raises(CaffeError, match=r"layer 'act' \(PReLU\): type 'PReLU' is not supported"):
+    net = _net(pb2, ("norm", "MVN", "data"))
+    with pytest.raises(CaffeError, match=r"layer 'norm' \(MVN\): type 'MVN' is not supported"):
         plan_graph(parse_caffemodel(net.SerializeToString(), "x.caffemodel"))
 
 

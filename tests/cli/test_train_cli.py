@@ -72,9 +72,10 @@ def test_a_run_from_scratch_is_a_run_like_any_other(tmp_path, capsys):
 
     # The options choose instead of the images, and say so.
     code, out, err = zoo_cli(capsys, "train", "softmax", "--data", data, "--epochs", "1", "--input-size", "20",
-                             "--grey", "--device", "cpu", "--out", tmp_path / "small")
+                             "--grey", "--device", "cpu", "--checkpoint-interval", "0.5", "--out", tmp_path / "small")
     assert code == 0, err
     assert "input 1x20x20 (grey), from options" in out
+    assert zoo.finetune.load_run(tmp_path / "small").config.train.checkpoint_interval == 0.5
     assert zoo.load(tmp_path / "small").input_size == (1, 20, 20)
 
 
@@ -95,7 +96,8 @@ def _spawn(args: list[str], out: Path, log: Path) -> subprocess.Popen:
                                 env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
 
 
-def test_ctrl_c_prints_the_resume_command_and_logs_have_no_carriage_returns(tmp_path, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_prints_the_resume_command_and_logs_have_no_carriage_returns(tmp_path, capsys, signum):
     data = make_folder(tmp_path / "photos", {"a": 8, "b": 8})
     run = tmp_path / "run"
     child = _spawn(["train", "lenet", "--data", str(data), "--epochs", "400", "--batch-size", "4", "--device",
@@ -108,7 +110,7 @@ def test_ctrl_c_prints_the_resume_command_and_logs_have_no_carriage_returns(tmp_
             assert child.poll() is None, (tmp_path / "err.txt").read_text()
             assert time.monotonic() < deadline, "no epoch logged after 120 s"
             time.sleep(0.05)
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signum)
         code = child.wait(timeout=60)
     finally:
         if child.poll() is None:

@@ -55,12 +55,12 @@ def saved_timm(directory, seed: int):
     import timm
 
     from zoo.factory import save_model
-    from zoo.model import split_classifier
+    from zoo.model import BuildSpec, split_classifier
 
     torch.manual_seed(seed)
     net = timm.create_model("test_resnet", pretrained=False, num_classes=5)
     body, head = split_classifier(net, "fc")
     model = ZooModel(body, head, num_features=head.in_features, name="tiny-resnet", base="tiny-resnet",
-                     preprocessing=Preprocessing(input_size=(3, 32, 32), resize=36))
-    model.build_spec = {"library": "timm", "builder": "test_resnet", "kwargs": {}, "in_chans": 3, "num_classes": 5}
+                     preprocessing=Preprocessing(input_size=(3, 32, 32), resize=36),
+                     build=BuildSpec(library="timm", builder="test_resnet", in_chans=3, num_classes=5))
     return save_model(model, directory)

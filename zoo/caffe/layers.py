@@ -2,8 +2,9 @@
 
 Owns: ``CaffePool2d`` (Caffe's output size: ceil rounding by default, the last-window clip applied
 only when pad > 0, AVE divisor counting padding but not the ceil overhang), ``WithinChannelLRN``,
-``InnerProduct`` (flattens from ``axis`` like Caffe), ``Concat``, ``Eltwise``, ``Scale`` and
-``Split``. Imports torch only; never ``zoo.finetune`` or ``zoo.cli``.
+``InnerProduct`` (flattens from ``axis`` like Caffe), ``Concat``, ``Eltwise``, ``Scale``, ``Split``,
+``Slice`` (several outputs), ``Crop``, ``Reshape`` (Caffe's 0 and -1 dims, worked out per batch),
+``Interp``, ``Power`` and ``AbsVal``. Imports torch only; never ``zoo.finetune`` or ``zoo.cli``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["caffe_pool_size", "CaffePool2d", "WithinChannelLRN", "InnerProduct", "Concat", "Eltwise",
-           "Scale", "Split"]
+           "Scale", "Split", "Slice", "Crop", "Reshape", "Interp", "Power", "AbsVal"]
 
 _FLT_MAX = 3.4028234663852886e38
 
@@ -171,3 +172,100 @@ class Scale(nn.Module):
 
 class Split(nn.Identity):
     """Caffe ``Split``: the same tensor under several blob names (the graph fans it out)."""
+
+
+class Slice(nn.Module):
+    """Caffe ``Slice``: the input cut along ``axis`` into pieces of ``sizes``; returns a tuple (one per top)."""
+
+    def __init__(self, axis: int, sizes: list[int]):
+        super().__init__()
+        self.axis, self.sizes = axis, list(sizes)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, sizes={self.sizes}"
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.split(x, self.sizes, dim=self.axis))
+
+
+class Crop(nn.Module):
+    """Caffe ``Crop``: ``x`` cut to ``reference``'s size on every axis from ``axis`` on, at ``offsets``."""
+
+    def __init__(self, axis: int, offsets: list[int]):
+        super().__init__()
+        self.axis, self.offsets = axis, list(offsets)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, offsets={self.offsets}"
+
+    def forward(self, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        for i, off in enumerate(self.offsets):
+            x = x.narrow(self.axis + i, off, reference.shape[self.axis + i])
+        return x
+
+
+class Reshape(nn.Module):
+    """Caffe ``Reshape``: axes ``[start, end)`` become ``dims`` (0 copies the input's dim, one -1 is
+    inferred), worked out from each input's own shape so any batch size passes."""
+
+    def __init__(self, dims: list[int], start: int, end: int):
+        super().__init__()
+        self.dims, self.start, self.end = list(dims), start, end
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}, axes=[{self.start}, {self.end})"
+
+    @staticmethod
+    def target(shape: tuple[int, ...], dims: list[int], start: int, end: int) -> tuple[int, ...]:
+        """The output shape (raises ValueError when the sizes do not work out)."""
+        new = [shape[start + i] if d == 0 else d for i, d in enumerate(dims)]
+        if any(d == 0 and start + i >= len(shape) for i, d in enumerate(dims)):
+            raise ValueError("a 0 dim copies an axis the input does not have")
+        count = math.prod(shape[start:end])
+        known = math.prod(d for d in new if d != -1)
+        if -1 in new:
+            if known == 0 or count % known:
+                raise ValueError(f"{count} values do not split into {new}")
+            new[new.index(-1)] = count // known
+        elif known != count:
+            raise ValueError(f"{count} values cannot take the shape {new}")
+        return (*shape[:start], *new, *shape[end:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.target(tuple(x.shape), self.dims, self.start, self.end))
+
+
+class Interp(nn.Module):
+    """``Interp`` (DeepLab, PSPNet): bilinear resizing with aligned corners to ``size``."""
+
+    def __init__(self, size: tuple[int, int]):
+        super().__init__()
+        self.size = tuple(size)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=True)
+
+
+class Power(nn.Module):
+    """Caffe ``Power``: ``(shift + scale * x) ** power``."""
+
+    def __init__(self, power: float = 1.0, scale: float = 1.0, shift: float = 0.0):
+        super().__init__()
+        self.power, self.scale, self.shift = power, scale, shift
+
+    def extra_repr(self) -> str:
+        return f"power={self.power}, scale={self.scale}, shift={self.shift}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * self.scale + self.shift if (self.scale != 1.0 or self.shift != 0.0) else x
+        return y if self.power == 1.0 else y.pow(self.power)
+
+
+class AbsVal(nn.Module):
+    """Caffe ``AbsVal``: ``|x|``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CaffeError
-from .proto import ENUMS, SCHEMA, Message, NetSpec, net_from_message
+from .proto import ENUMS, SCHEMA, TEXT_ONLY, Message, NetSpec, net_from_message
 
 __all__ = ["parse_prototxt", "read_prototxt", "parse_text_message"]
 
@@ -97,6 +97,7 @@ class _Parser:
         if depth > 32:
             raise self.error("messages nested too deeply")
         schema = {spec[0]: spec for spec in SCHEMA.get(type_, {}).values()} if type_ else {}
+        schema.update(TEXT_ONLY.get(type_, {}) if type_ else {})
         msg = Message(type_ or "")
         while True:
             tok = self.peek()
