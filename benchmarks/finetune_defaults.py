@@ -31,6 +31,7 @@ Each run is one process call, so runs go in chunks under the shared lock:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -155,7 +156,7 @@ def _test_data(s):
 def _old_augmentation():
     """The old default augmentation (random resized crops of 35-100% and flips for every input size),
     patched in for the ``old`` setting; returns the undo."""
-    import zoo.finetune.fit as fit_module
+    fit_module = importlib.import_module("zoo.finetune.fit")  # the module: zoo.finetune.fit is also the function
     from zoo.finetune.augment import Augmentation
 
     saved = fit_module.choose_augmentation

@@ -127,10 +127,12 @@ def main() -> None:
     if args.crop_scale is not None:
         # A pilot knob: random resized crops down to this share of the area on both sides, in place of the
         # augmentation fit chooses for the input size.
-        import zoo.finetune.fit
+        import importlib
+
         from zoo.finetune.augment import Augmentation
 
-        zoo.finetune.fit.choose_augmentation = lambda side, image_side: Augmentation(
+        fit_module = importlib.import_module("zoo.finetune.fit")  # the module: zoo.finetune.fit is also the function
+        fit_module.choose_augmentation = lambda side, image_side: Augmentation(
             "resized_crop_flip", min_area=args.crop_scale, flip=True, why="--crop-scale")
 
     data = load_fmnist()

@@ -5,6 +5,7 @@ real folder, the defaults against the constants they replace."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -122,7 +123,7 @@ def test_on_a_small_real_folder_the_defaults_beat_the_old_constants(tmp_path):
     per class, and a test folder of 20 per class): `fit` with no options against the constants the
     defaults replaced (lr 1e-3, 10 epochs, batch 64, random resized crops of 35-100%, the weights of
     the lowest validation loss)."""
-    import zoo.finetune.fit as fit_module
+    fit_module = importlib.import_module("zoo.finetune.fit")  # the module: zoo.finetune.fit is also the function
 
     folder = resources.files("zoo").joinpath("assets", "demo", "fashion5")
     with resources.as_file(folder) as data:
