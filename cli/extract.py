@@ -36,6 +36,9 @@ __all__ = ["extract_cmd", "similar_cmd"]
                    "features within ~0.3% of a full decode.")
 @click.option("--amp", is_flag=True, help="bfloat16 autocast (GPU, or a CPU with bf16 instructions): about 2x "
               "faster, features within ~1e-2 of fp32.")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
+              help="onnxruntime: export the layer to ONNX first (checked against the model) and run it there, "
+                   "on the CPU; the same features.")
 @click.option("--restart", is_flag=True, help="Discard what an earlier run made and start over.")
 @click.option("--seed", type=int, default=None,
               help="Seed the random weights of a model without a weights file (*.scratch), so that an "
@@ -69,7 +72,8 @@ def extract_cmd(model: str, inputs: tuple[str, ...], out: str, chunk_size: int, 
     """
     from zoo.extract import escape_path, extract_folder
 
-    # --layer, --pool, --batch-size, --workers, --device, --draft, --amp are the Extractor's own options.
+    # --layer, --pool, --batch-size, --workers, --device, --draft, --amp, --backend are the Extractor's own
+    # options.
     options = dict(extractor_options, pool=None if extractor_options["pool"] == "none" else extractor_options["pool"],
                    draft=extractor_options["draft"] or None)
     summary = extract_folder(model, list(inputs), out, chunk_size=chunk_size, resume=not restart,

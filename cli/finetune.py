@@ -1,5 +1,5 @@
-"""``zoo finetune``, ``zoo evaluate``, ``zoo predict``, ``zoo lr-find``, ``zoo register``: the CLI over
-``zoo.finetune``.
+"""``zoo finetune``, ``zoo evaluate``, ``zoo lr-find``, ``zoo register``, ``zoo runs``: the CLI over
+``zoo.finetune`` (``zoo predict`` and ``zoo validate`` are in ``zoo.cli.predict``).
 
 Parse, call the library, print. torch and ``zoo.finetune`` are imported inside the commands only, so
 ``zoo --help`` stays fast. Errors are ``ZooError``s that ``zoo.cli.main`` turns into one line and exit
@@ -16,7 +16,7 @@ import click
 
 from ._output import Output, command_line, given_options
 
-__all__ = ["finetune_cmd", "evaluate_cmd", "predict_cmd", "lr_find_cmd", "register_cmd", "runs_cmd",
+__all__ = ["finetune_cmd", "evaluate_cmd", "lr_find_cmd", "register_cmd", "runs_cmd",
            "MODEL_OPTIONS", "SCHEDULE_OPTIONS"]
 
 # The one place the CLI maps its options onto zoo.finetune.FinetuneConfig: (field, flags, click
@@ -207,52 +207,6 @@ def evaluate_cmd(run_dir: Path, data_dir: Path, batch_size: int, device: str, as
         click.echo(f"skipped {len(report['skipped'])} unreadable file(s):")
         for path, reason in report["skipped"]:
             click.echo(f"  {path}: {reason}")
-
-
-@click.command("predict")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--top-k", "-k", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON line per image.")
-def predict_cmd(run_dir: Path, images: tuple[Path, ...], top_k: int, as_json: bool) -> None:
-    """Top-K labels with probabilities for IMAGES (files or folders) from a fine-tuned run.
-
-    Unreadable images are reported on stderr and make the exit code 1 after every other image is done.
-
-    \b
-    Examples:
-      zoo predict runs/photos cat.jpg dog.png --top-k 3
-      zoo predict runs/photos new_photos/ --json
-    """
-    from zoo.errors import ImageError
-    from zoo.finetune.run import load_run
-    from zoo.images import find_images
-
-    paths: list[Path] = []
-    for item in images:
-        if item.is_dir():
-            found = find_images(item)
-            if not found:
-                raise ImageError(f"{item}: no image files in this folder.", path=str(item))
-            paths.extend(found)
-        else:
-            paths.append(item)
-    results = load_run(run_dir).predict(paths, top_k=top_k)
-    failed = 0
-    for r in results:
-        if "error" in r:
-            failed += 1
-            click.echo(f"Error: {r['error']}", err=True)
-            if as_json:
-                click.echo(json.dumps(r))
-            continue
-        if as_json:
-            click.echo(json.dumps(r))
-        else:
-            top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"])
-            click.echo(f"{r['image']}: {top}")
-    if failed:
-        raise SystemExit(1)
 
 
 @click.command("lr-find")

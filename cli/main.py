@@ -32,12 +32,14 @@ COMMANDS = {
     "similar": "zoo.cli.extract:similar_cmd",
     "finetune": "zoo.cli.finetune:finetune_cmd",
     "evaluate": "zoo.cli.finetune:evaluate_cmd",
-    "predict": "zoo.cli.finetune:predict_cmd",
+    "predict": "zoo.cli.predict:predict_cmd",
+    "validate": "zoo.cli.predict:validate_cmd",
     "lr-find": "zoo.cli.finetune:lr_find_cmd",
     "register": "zoo.cli.finetune:register_cmd",
     "runs": "zoo.cli.finetune:runs_cmd",
     "train": "zoo.cli.train:train_cmd",
     "import-caffe": "zoo.cli.caffe:import_caffe_cmd",
+    "export": "zoo.cli.export:export_cmd",
     "demo": "zoo.cli.demo:demo_cmd",
 }
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ImageError, RunError
+from zoo.errors import RunError
 
 from .config import FinetuneConfig
 from .rundir import RunDir
@@ -156,33 +156,29 @@ class Run:
 
     def evaluate(self, data_dir: str | Path, *, batch_size: int = 64, device: str = "auto",
                  num_workers: int = 0) -> dict[str, Any]:
-        """Accuracy, per-class precision and recall and the confusion matrix on a labelled folder.
+        """Accuracy, per-class precision and recall and the confusion matrix on a labelled folder
+        (``zoo.finetune.validate.validate`` with this run's model).
 
         ``data_dir`` holds class folders named as the run's classes (a subset is fine), or ``test/``
         (else ``val/``) folders of them. Unreadable files are skipped and listed.
 
         Returns:
-            ``classification_report`` plus ``loss``, ``folder`` and ``skipped`` ((path, reason) pairs).
+            ``validate``'s report: ``classification_report`` plus ``loss``, ``top1``/``top5``, ``folder``
+            and ``skipped`` ((path, reason) pairs).
 
         Raises:
             DataError: no such folder, an unknown class folder, no usable image.
         """
-        from .data import scan_labelled
-        from .features import LabelledImages
-        from .loop import evaluate
-        from .metrics import classification_report
+        from .validate import validate
 
-        model = self.model
-        split, folder = scan_labelled(data_dir, self.classes)
-        data = LabelledImages(split.paths("test"), split.labels("test"), model.transforms, mode=model.image_mode)
-        ev = evaluate(model, data, batch_size=batch_size, device=device)
-        model.to("cpu")
-        report = classification_report(ev["targets"].tolist(), ev["predictions"].tolist(), self.classes)
-        report.update({"loss": ev["loss"], "folder": folder, "skipped": [list(s) for s in split.skipped]})
+        report = validate(self.model, data_dir, batch_size=batch_size, device=device, num_workers=num_workers)
+        self.model.to("cpu")
+        report["folder"] = report["data"]["name"]
         return report
 
     def predict(self, images: Sequence[Any], *, top_k: int = 5, batch_size: int = 64) -> list[dict[str, Any]]:
-        """Top-k labels with probabilities for each image.
+        """Top-k labels with probabilities for each image (``zoo.finetune.predict.predict`` with this
+        run's model, on the CPU).
 
         Args:
             images: paths, or anything ``zoo.images.open_image`` accepts.
@@ -192,39 +188,9 @@ class Run:
             One dict per image, in order: ``{"image": str, "top": [{"label", "index", "probability"}]}``,
             or ``{"image": str, "error": reason}`` for an image that cannot be read.
         """
-        import torch
+        from .predict import predict
 
-        from zoo.images import open_image
-
-        model = self.model
-        transform, mode = model.transforms, model.image_mode
-        labels = list(model.labels or self.classes)
-        k = max(1, min(top_k, len(labels)))
-        results: list[dict[str, Any]] = []
-        pending: list[tuple[int, Any]] = []
-
-        def flush() -> None:
-            if not pending:
-                return
-            with torch.no_grad():
-                probs = torch.softmax(model(torch.stack([x for _, x in pending])).float(), dim=1)
-            values, indices = probs.topk(k, dim=1)
-            for (i, _), vs, ix in zip(pending, values.tolist(), indices.tolist(), strict=True):
-                results[i]["top"] = [{"label": labels[j], "index": j, "probability": v}
-                                     for v, j in zip(vs, ix, strict=True)]
-            pending.clear()
-
-        for src in images:
-            name = str(src) if isinstance(src, (str, Path)) else type(src).__name__
-            results.append({"image": name})
-            try:
-                pending.append((len(results) - 1, transform(open_image(src, mode=mode))))
-            except ImageError as err:
-                results[-1]["error"] = str(err)
-            if len(pending) >= batch_size:
-                flush()
-        flush()
-        return results
+        return predict(self.model, list(images), top_k=top_k, batch_size=batch_size, device="cpu", num_workers=0)
 
 
 def load_run(path: str | Path) -> Run:

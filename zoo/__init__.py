@@ -38,6 +38,7 @@ _LAZY = {
     "DataError": "zoo.errors:DataError",
     "RunError": "zoo.errors:RunError",
     "CaffeError": "zoo.errors:CaffeError",
+    "ExportError": "zoo.errors:ExportError",
     # fetching (no torch)
     "download": "zoo.fetch:download",
     "mirror": "zoo.mirrors:mirror",
@@ -46,6 +47,9 @@ _LAZY = {
     "ZooModel": "zoo.model:ZooModel",
     "Extractor": "zoo.extract:Extractor",
     "open_image": "zoo.images:open_image",
+    "export": "zoo.exporter:export",
+    # the torch-free runtime for exported models (numpy, pillow, onnxruntime)
+    "runtime": "zoo.runtime",
     # the fine-tuning package (torch)
     "finetune": "zoo.finetune",
 }

@@ -29,6 +29,7 @@ __all__ = [
     "RunError",
     "ConfigError",
     "CaffeError",
+    "ExportError",
 ]
 
 
@@ -167,3 +168,8 @@ class ConfigError(ZooError, ValueError):
 
 class CaffeError(ZooError, ValueError):
     """A Caffe file is malformed or uses something the converter does not support."""
+
+
+class ExportError(ZooError, RuntimeError):
+    """A model cannot be exported as asked, its export does not match it, or an export folder cannot be
+    used (missing files, an unknown format version)."""

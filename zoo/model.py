@@ -98,7 +98,9 @@ def _run_to(body: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[str
                 output = output[0]
             # Clone: later in-place ops (ReLU(inplace), `out += identity`) would change the tensor.
             found[name] = output.clone()
-            if wanted.issubset(found):
+            # torch.export cannot trace an exception raised in a hook: when exporting, the pass runs
+            # to the end and the exporter drops the part of the graph that no output needs.
+            if wanted.issubset(found) and not torch.compiler.is_exporting():
                 raise _Stop
         return hook
 

@@ -58,7 +58,7 @@ def test_finetune_evaluate_predict_register(tmp_path, capsys, base):
     lines = [json.loads(line) for line in out.splitlines()]
     assert len(lines) == 2 and lines[0]["top"][0]["label"] in ("ants", "bees")
     code, out, err = zoo_cli(capsys, "predict", run, images[0], data / "ants" / "bad.jpg")
-    assert code == 1 and "bad.jpg" in err and str(images[0]) in out
+    assert code == 0 and "bad.jpg" in err and str(images[0]) in out  # one readable image is enough
 
     code, out, err = zoo_cli(capsys, "register", run, "--name", "bugs.ft")
     assert code == 0, err

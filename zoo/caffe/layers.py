@@ -70,7 +70,9 @@ class CaffePool2d(nn.Module):
             # A window wholly outside the input (stride > kernel, pad 0) is -FLT_MAX in Caffe.
             return out.clamp_min(-_FLT_MAX) if (rh or rw) else out
         xp = F.pad(x, (pw, rw, ph, rh)) if (pw or rw or ph or rh) else x
-        sums = F.avg_pool2d(xp, (kh, kw), (sh, sw), divisor_override=1)[..., :oh, :ow]
+        # The padding is explicit, so every window holds kh*kw values: the mean times kh*kw is the sum.
+        # (Not divisor_override=1: the ONNX exporters drop that argument without a word.)
+        sums = (F.avg_pool2d(xp, (kh, kw), (sh, sw)) * (kh * kw))[..., :oh, :ow]
         return sums / self._divisor(h, w, oh, ow, x)
 
     def _divisor(self, h: int, w: int, oh: int, ow: int, x: torch.Tensor) -> torch.Tensor:

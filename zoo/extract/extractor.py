@@ -93,6 +93,11 @@ class Extractor:
             convolutions), traced on the first full batch. None: on for the CPU in fp32 when only
             ``pool`` is asked for (outputs within 1e-7 of eager). A model that cannot be traced runs
             eagerly, with a warning that says why.
+        backend: ``"torch"``, or ``"onnxruntime"``: the asked layers are exported to ONNX when the
+            extractor is made (through ``zoo export``'s path, parity checked to 1e-4 of each output's
+            scale; a few seconds) and every batch runs in onnxruntime on the CPU. Decoding,
+            preprocessing and pooling are the same, so are the features (to float rounding).
+            ``channels_last``, ``amp`` and ``freeze`` are torch's and do not apply.
 
     Inputs: a path, a folder (its images, naturally sorted), a PIL image, a numpy array (HxWxC uint8,
     or float in [0, 1]; NxHxWxC for several), bytes, or a torch tensor (CxHxW or NxCxHxW: uint8 0-255,
@@ -123,13 +128,22 @@ class Extractor:
                  batch_size: int | None = None, num_workers: int | None = None,
                  output: Literal["numpy", "torch"] = "numpy", channels_last: bool | None = None,
                  amp: bool = False, on_error: Literal["raise", "skip"] = "raise", draft: int | bool | None = None,
-                 freeze: bool | None = None):
+                 freeze: bool | None = None, backend: Literal["torch", "onnxruntime"] = "torch"):
         _check_choice("pool", pool, ("avg", "max", None))
         _check_choice("output", output, ("numpy", "torch"))
         _check_choice("on_error", on_error, ("raise", "skip"))
+        _check_choice("backend", backend, ("torch", "onnxruntime"))
+        if backend == "onnxruntime":
+            if amp or freeze:
+                raise ValueError("amp and freeze are options of the torch backend; backend='onnxruntime' runs "
+                                 "the exported fp32 graph")
+            if str(device) not in ("auto", "cpu"):
+                raise ValueError(f"backend='onnxruntime' runs on the CPU; got device={str(device)!r}")
+            device = "cpu"
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
+        self.backend = backend
         self.source = model if isinstance(model, (str, os.PathLike)) else None
         self.model = _load_model(model).eval().to(self.device)
         self.multi = not isinstance(layer, str)
@@ -154,6 +168,11 @@ class Extractor:
             self.batch_transform = self.batch_transform.to(self.device)
         amp = bool(amp)
         freeze = (self.device.type == "cpu" and not amp) if freeze is None else freeze
+        if backend == "onnxruntime":
+            from .onnx_runner import OnnxRunner
+
+            self.runner = OnnxRunner(self.model, self.layer_names)
+            return
         self.runner = TorchRunner(self.model, self.layer_names, device=self.device,
                                   channels_last=True if channels_last is None else channels_last, amp=amp,
                                   freeze=freeze)
@@ -193,8 +212,9 @@ class Extractor:
         return self.ref or self.model.name
 
     def __repr__(self) -> str:
+        backend = f", backend={self.backend!r}" if self.backend != "torch" else ""
         return (f"Extractor({self.name!r}, layer={self.layer_names if self.multi else self.layer_names[0]!r}, "
-                f"pool={self.pool!r}, device={str(self.device)!r}, batch_size={self.batch_size})")
+                f"pool={self.pool!r}, device={str(self.device)!r}, batch_size={self.batch_size}{backend})")
 
     # -- compute -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
