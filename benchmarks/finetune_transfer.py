@@ -125,14 +125,15 @@ def main() -> None:
     from zoo.finetune.datasets import FASHION_MNIST_CLASSES
 
     if args.crop_scale is not None:
-        # A pilot knob: fit imports zoo.preprocess.train_transform when it builds the augmentation; try a
-        # milder crop on both sides.
-        import functools
+        # A pilot knob: random resized crops down to this share of the area on both sides, in place of the
+        # augmentation fit chooses for the input size.
+        import importlib
 
-        import zoo.preprocess
+        from zoo.finetune.augment import Augmentation
 
-        zoo.preprocess.train_transform = functools.partial(zoo.preprocess.train_transform,
-                                                           scale=(args.crop_scale, 1.0))
+        fit_module = importlib.import_module("zoo.finetune.fit")  # the module: zoo.finetune.fit is also the function
+        fit_module.choose_augmentation = lambda side, image_side: Augmentation(
+            "resized_crop_flip", min_area=args.crop_scale, flip=True, why="--crop-scale")
 
     data = load_fmnist()
 

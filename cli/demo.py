@@ -18,23 +18,13 @@ __all__ = ["demo_cmd", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "lenet.fmnist5"
 DEMO_DATA = ("assets", "demo", "fashion5")
-# What the demo passes to fit, per strategy (BENCHMARKS.md, Fine-tuning): on 28 px
-# images with a few dozen per class, random resized crops cost both fine-tuning and training from scratch
-# several points, so the demo turns augmentation off; a small batch gives enough optimizer steps on 160
-# training images, and full fine-tuning needs a larger nominal LR because its body groups run at
-# 0.01-0.22x of it. About 10-20 s of training on two CPU cores.
-DEMO_FIT = {
-    "full": {"epochs": 15, "lr": 3e-2, "batch_size": 16, "augment": False},
-    "partial": {"epochs": 15, "lr": 3e-2, "batch_size": 16, "augment": False},
-    "linear": {"epochs": 30, "lr": 1e-2, "batch_size": 16, "augment": False},
-}
 
 
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="The run folder (numbered if it exists).")
 @click.option("--strategy", type=click.Choice(["linear", "partial", "full"]), default="full", show_default=True)
-@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default: 15, 30 for linear).")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs [default: chosen by the run].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines (the tour's lines stay).")
 def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
     """Tour the zoo offline: list, fetch and verify the embedded model, fine-tune it on the bundled
@@ -51,6 +41,8 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
 
     import zoo
     from zoo.finetune import fit
+    from zoo.finetune.fit import describe_choices
+    from zoo.finetune.train_config import monitor_text
     from zoo.finetune.rundir import RunDir
     from zoo.images import find_images
     from zoo.registry import catalog
@@ -75,14 +67,17 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
     with resources.as_file(data) as data_dir:
         out = RunDir.fresh(out.name, out.parent).path  # a demo never overwrites a run
         echo(f"3/5 Fine-tuning ({strategy}) on {data_dir} -> {out}")
-        options = {**DEMO_FIT[strategy], **({"epochs": epochs} if epochs else {})}
+        # No settings of its own: the demo shows what the defaults do (they are chosen from the data and
+        # the model, and printed).
         run = fit(entry.name, data_dir, out=out, strategy=strategy, progress=show.bars, callbacks=show.epoch_lines(),
                   command=f"zoo demo --out {out} --strategy {strategy}" + (f" --epochs {epochs}" if epochs else ""),
-                  **options)
+                  on_setup=lambda s: [show.echo(f"    {line}") for line in describe_choices(s)],
+                  **({"epochs": epochs} if epochs else {}))
         summary = run.summary
         val = summary.get("val", {})
         echo(f"    validation accuracy {val.get('accuracy', float('nan')):.1%} with the weights of epoch "
-             f"{summary.get('weights_epoch')} of {len(run.history)} (the lowest validation loss)")
+             f"{summary.get('weights_epoch')} of {len(run.history)} "
+             f"(the best {monitor_text(run.config.train.monitor)})")
 
         test_dir = data_dir / "test"
         if test_dir.is_dir():

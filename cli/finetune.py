@@ -40,11 +40,14 @@ MODEL_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
                                                  help="partial/full: the body's learning rate relative to the "
                                                       "head's (default: 0.1 for partial; 0.01 for full's "
                                                       "earliest layers, growing towards the head).")),
-    ("batch_size", ("--batch-size",), dict(type=click.IntRange(1), default=64)),
+    ("batch_size", ("--batch-size",), dict(type=click.IntRange(1), help="[default: chosen from the number of "
+                                                                       "images, 8-64]")),
     ("valid_pct", ("--valid-pct",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
                                          help="Share of each class held out (when DATA_DIR has no val/).")),
     ("seed", ("--seed",), dict(type=int, default=0, help="Split and training seed.")),
-    ("augment", ("--augment/--no-augment",), dict(default=True, help="Random crops and flips while training.")),
+    ("augment", ("--augment/--no-augment",), dict(default=True, help="Augment the training images (shifts and "
+                                                                     "flips for small inputs, random resized crops "
+                                                                     "and flips for photo-sized ones).")),
     ("cache_features", ("--cache/--no-cache",), dict(default=True, help="linear: train on cached features "
                                                                         "(--no-cache runs the frozen body every "
                                                                         "epoch).")),
@@ -52,18 +55,22 @@ MODEL_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
     ("num_workers", ("--workers",), dict(type=click.IntRange(0), default=0, help="DataLoader worker processes.")),
 ]
 SCHEDULE_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
-    ("epochs", ("--epochs",), dict(type=click.IntRange(1), help="[default: 20 linear, 10 partial/full]")),
+    ("epochs", ("--epochs",), dict(type=click.IntRange(1), help="[default: chosen from the number of images; "
+                                                                "early stopping may end the run sooner]")),
     ("lr", ("--lr",), dict(type=click.FloatRange(0, min_open=True), help="Peak learning rate of the head [default: "
-                                                                         "3e-3 linear, 1e-3 partial/full]; `zoo "
-                                                                         "lr-find` suggests one.")),
+                                                                         "found by the LR finder and printed].")),
+    ("head_epochs", ("--head-epochs",), dict(type=click.IntRange(0), help="full/partial: epochs of the new head "
+                                                                          "alone on cached features before the body "
+                                                                          "trains; 0: none [default: chosen].")),
     ("optimizer", ("--optimizer",), dict(type=click.Choice(["adamw", "sgd"]), default="adamw")),
     ("weight_decay", ("--weight-decay",), dict(type=click.FloatRange(0), default=0.05)),
     ("schedule", ("--schedule",), dict(type=click.Choice(["cosine", "onecycle", "constant"]), default="cosine")),
     ("warmup_epochs", ("--warmup-epochs",), dict(type=click.FloatRange(0), help="[default: 0 linear, 1 "
                                                                                 "partial/full]")),
     ("label_smoothing", ("--label-smoothing",), dict(type=click.FloatRange(0, 1, max_open=True), default=0.0)),
-    ("early_stopping", ("--early-stopping",), dict(type=click.IntRange(1), metavar="N",
-                                                   help="Stop after N epochs without a lower validation loss.")),
+    ("early_stopping", ("--early-stopping",), dict(type=click.IntRange(0), metavar="N",
+                                                   help="Stop after N epochs without a better validation accuracy; "
+                                                        "0: never [default: a third of the epochs, at least 5].")),
     ("pretrained", ("--pretrained/--scratch",), dict(default=True, help="--scratch: start from random weights "
                                                                         "(the same network, not pretrained).")),
 ]
@@ -135,6 +142,7 @@ def finetune_cmd(ctx: click.Context, model: str, data_dir: Path, out: Path | Non
 
 def _describe_setup(show: Output, s: Any) -> None:
     from zoo.finetune.data import balance_table
+    from zoo.finetune.fit import describe_choices
 
     split = s.split
     show.echo(f"model {s.model.base or s.model.name}: strategy {s.plan.strategy}, trainable parameters "
@@ -152,6 +160,8 @@ def _describe_setup(show: Output, s: Any) -> None:
         hit = all(v["hit"] for v in s.features.values())
         show.echo(f"features: {'read from the cache' if hit else 'computed once and cached'} "
                   f"({s.features['train']['count']} train images)")
+    for line in describe_choices(s):
+        show.echo(line)
 
 
 def _print_summary(run: Any, summary: dict[str, Any], *, confusion: bool) -> None:
@@ -163,7 +173,10 @@ def _print_summary(run: Any, summary: dict[str, Any], *, confusion: bool) -> Non
             click.echo(f"{part}: " + format_report(summary[part], confusion=confusion))
     kept = summary.get("weights_epoch")
     if kept is not None:
-        how = "the best by validation loss" if summary.get("weights") == "best" else "the last"
+        from zoo.finetune.train_config import monitor_text
+
+        best = summary.get("weights") == "best"
+        how = f"the best by {monitor_text(run.config.train.monitor)}" if best else "the last"
         click.echo(f"weights: epoch {kept} of {summary.get('epochs_run')} ({how})")
     click.echo(f"run: {run.path}  (model card: {run.dir.card})")
     click.echo(f"load it: zoo.load({str(run.path)!r})   or   zoo predict {run.path} IMAGE...")
@@ -212,8 +225,9 @@ def evaluate_cmd(run_dir: Path, data_dir: Path, batch_size: int, device: str, as
 @click.pass_context
 def lr_find_cmd(ctx: click.Context, model: str, data_dir: Path, start_lr: float, end_lr: float, num_iter: int,
                 plot: Path | None, as_json: bool, **_: Any) -> None:
-    """Suggest a learning rate: sweep it exponentially over a few steps and pick the steepest fall of
-    the (smoothed) loss. The model's weights are restored afterwards; nothing is written but --plot.
+    """Suggest a learning rate: sweep it exponentially over a few steps and take the point halfway down
+    the longest fall of the (smoothed) loss (fastai's valley rule). The model's weights are restored
+    afterwards; nothing is written but --plot. `zoo finetune` without --lr runs such a sweep itself.
 
     \b
     Example:
@@ -230,7 +244,8 @@ def lr_find_cmd(ctx: click.Context, model: str, data_dir: Path, start_lr: float,
     click.echo(f"swept {len(result.lrs)} steps from {result.lrs[0]:.2g} to {result.lrs[-1]:.2g}"
                if result.lrs else "the sweep took no step")
     if result.suggestion:
-        click.echo(f"suggested lr: {result.suggestion:.3g} (steepest fall; lowest loss at {result.min_loss_lr:.3g})")
+        click.echo(f"suggested lr: {result.suggestion:.3g} (valley of the loss; lowest loss at "
+                   f"{result.min_loss_lr:.3g})")
         click.echo(f"use it: zoo finetune {model} {data_dir} --strategy {ctx.params['strategy']} "
                    f"--lr {result.suggestion:.3g}")
     else:

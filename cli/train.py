@@ -48,7 +48,7 @@ TRAIN_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
     ("valid_pct", ("--valid-pct",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True),
                                          help="A folder without val/: share of each class held out [default: 0.2].")),
     ("early_stopping", ("--early-stopping",), dict(type=click.IntRange(1), metavar="N",
-                                                   help="Stop after N epochs without a lower validation loss.")),
+                                                   help="Stop after N epochs without a better validation accuracy.")),
     ("device", ("--device",), dict(help="auto (cuda if available), cpu, cuda, cuda:1 ... [default: auto]")),
     ("amp", ("--amp/--no-amp",), dict(default=None, help="bf16 autocast [default: on for GPUs, off on the CPU].")),
     ("compile", ("--compile",), dict(is_flag=True, help="torch.compile the model.")),
@@ -141,7 +141,7 @@ def _describe_start(show: Output, record: dict[str, Any], out: str) -> None:
         show.echo("no validation part: the per-epoch val_ figures are on the test split, and the last epoch's "
                   "weights are kept")
     show.echo(f"recipe {record['base']['recipe']}: {cfg['epochs']} epochs, lr {cfg['lr']:g}, batch "
-              f"{cfg['train']['batch_size']}, {cfg['train']['optimizer']}, augment {cfg['augment']}")
+              f"{cfg['batch_size']}, {cfg['train']['optimizer']}, augment {cfg['augment']}")
 
 
 def _print_summary(run: Any, arch: str, data: str, *, as_json: bool) -> None:
@@ -159,9 +159,12 @@ def _print_summary(run: Any, arch: str, data: str, *, as_json: bool) -> None:
             "train_seconds": round(summary.get("train_seconds", 0.0), 2), "images_per_s": last.get("images_per_s"),
             "device": run.record["environment"]["device"]}))
         return
+    from zoo.finetune.train_config import monitor_text
+
+    kept = f"best by {monitor_text(run.config.train.monitor)}" if summary.get("weights") == "best" else "the last"
     click.echo(f"{arch} on {data}: {part} accuracy {report.get('accuracy', float('nan')) * 100:.2f}% with the "
                f"weights of epoch {summary.get('weights_epoch')} of {len(history)} "
-               f"({'best by validation loss' if summary.get('weights') == 'best' else 'the last'}), "
+               f"({kept}), "
                f"{summary.get('train_seconds', 0.0):.0f} s training ({last.get('images_per_s', 0):.0f} images/s).")
     click.echo(f"run: {run.path}  (model card: {run.dir.card})")
     click.echo(f"use it: zoo predict {run.path} IMAGE...   zoo evaluate {run.path} DATA_DIR   "

@@ -61,7 +61,16 @@ def _what_trains(record: dict[str, Any]) -> str:
     text += f"; head: {cfg['head']}"
     text += f" (hidden {cfg['hidden']}, dropout {cfg['dropout']})" if cfg["head"] == "mlp" else ""
     total = plan.get("trainable_params", 0) + plan.get("frozen_params", 0)
-    return text + f"; trainable parameters {plan.get('trainable_params', 0):,} of {total:,}"
+    text += f"; trainable parameters {plan.get('trainable_params', 0):,} of {total:,}"
+    head = record.get("head_phase")
+    if head:
+        text += (f"; first the new head alone on cached features ({head['epochs']} epochs, lr {head['lr']:.3g}), "
+                 "then the whole network")
+    chosen = record.get("chosen") or {}
+    if chosen:
+        text += "; chosen by the run: " + "; ".join(f"{k} {v['value']:g} ({v['why']})" if isinstance(v["value"], float)
+                                                    else f"{k} {v['value']} ({v['why']})" for k, v in chosen.items())
+    return text
 
 
 def _data_text(run_dir: RunDir, data: dict[str, Any], split: Split | None) -> tuple[str, str]:
@@ -78,7 +87,7 @@ def _data_text(run_dir: RunDir, data: dict[str, Any], split: Split | None) -> tu
     return text, balance_table(split)
 
 
-def _weights_text(run_dir: RunDir, summary: dict[str, Any]) -> str:
+def _weights_text(run_dir: RunDir, summary: dict[str, Any], monitor: str) -> str:
     best, epoch, n = summary.get("best_epoch") or {}, summary.get("weights_epoch"), summary.get("epochs_run")
     plots = [p.name for p in run_dir.plots()]
     files = f"per-epoch figures in `{run_dir.history.name}`" + (
@@ -86,9 +95,11 @@ def _weights_text(run_dir: RunDir, summary: dict[str, Any]) -> str:
     if summary.get("weights") == "last":
         return (f"The saved weights are the last epoch's ({epoch} of {n}): with no validation part, no epoch is "
                 f"chosen by a held-out figure; {files}")
-    monitored = next((k for k in ("val_loss", "val_acc", "train_loss") if k in best), "")
+    monitored = next((k for k in (monitor, "val_loss", "train_loss") if k in best), "")
+    tie = (f", ties broken by the lower {monitored.removesuffix('acc')}loss".replace("_", " ")
+           if monitored.endswith("acc") else "")
     return (f"The saved weights are epoch {epoch}'s of {n}, the best by {monitored.replace('_', ' ')} "
-            f"({best.get(monitored, float('nan')):.4f}); {files}")
+            f"({best.get(monitored, float('nan')):.4f}{tie}); {files}")
 
 
 def write_card(run_dir: RunDir, record: dict[str, Any], summary: dict[str, Any], split: Split | None) -> Path:
@@ -120,7 +131,8 @@ def write_card(run_dir: RunDir, record: dict[str, Any], summary: dict[str, Any],
         headline=f"`{base['name']}` {how} on `{data['name']}` ({len(data['classes'])} classes).",
         pretrained=base["pretrained"], base_name=base["name"], base_license=base["license"],
         base_origin=base.get("origin"), what_trains=_what_trains(record), data_text=data_text,
-        data_table=data_table, metrics=_metrics(summary), weights_text=_weights_text(run_dir, summary),
+        data_table=data_table, metrics=_metrics(summary),
+        weights_text=_weights_text(run_dir, summary, cfg.get("train", {}).get("monitor", "val_loss")),
         command=record["command"], options=_options_text(cfg), record_file=run_dir.config.name, path=str(run_dir.path),
         path_repr=repr(str(run_dir.path)))
     with atomic_write(run_dir.card, "w") as fh:

@@ -1,7 +1,8 @@
 """``FinetuneConfig``: every option of a fine-tuning or from-scratch run, as one frozen object.
 
 Owns: ``FinetuneConfig`` (the fields, each commented; the loop's ``TrainConfig`` nested as ``train``),
-``STRATEGY_DEFAULTS`` (the schedule a strategy gets when none is given) and the three ways to make one:
+``SCHEDULE_FIELDS`` (the fields a run chooses for itself when they are None: see
+``zoo.finetune.defaults``) and the three ways to make one:
 the constructor, ``from_options`` (flat keywords such as ``lr=`` or ``batch_size=``, as ``fit`` and the
 CLI take them) and ``from_dict`` (a run's ``config.json``; unknown keys are refused). Change an option
 with ``dataclasses.replace(config, lr=1e-3)`` (or ``config.with_options(batch_size=32)`` for a loop
@@ -20,32 +21,32 @@ from .datasets import AUGMENTATIONS
 from .loop import TrainConfig
 from .strategies import HEADS, STRATEGIES
 
-__all__ = ["FinetuneConfig", "STRATEGY_DEFAULTS", "SCHEDULE_FIELDS"]
+__all__ = ["FinetuneConfig", "SCHEDULE_FIELDS", "MONITOR"]
 
-# Per-strategy schedule where the user gives none: a head alone learns fast at a larger LR; when body
-# layers train, a smaller LR keeps the pretrained features (the head's groups get lr x 1).
-STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "linear": {"epochs": 20, "lr": 3e-3, "warmup_epochs": 0.0},
-    "partial": {"epochs": 10, "lr": 1e-3, "warmup_epochs": 1.0},
-    "full": {"epochs": 10, "lr": 1e-3, "warmup_epochs": 1.0},
-}
-# The loop fields a run chooses for itself (per strategy, or from a recipe): they live at the top
-# level of FinetuneConfig, never in its nested ``train``.
-SCHEDULE_FIELDS = ("epochs", "lr", "warmup_epochs")
+# The loop fields a run chooses for itself (from the data and the model when fine-tuning, from the
+# recipe from scratch): they live at the top level of FinetuneConfig, never in its nested ``train``.
+SCHEDULE_FIELDS = ("epochs", "lr", "warmup_epochs", "batch_size", "early_stopping")
+
+
+# What a run's best epoch (its saved weights) and early stopping go by: the validation accuracy, the
+# figure a user reads. The loop's own default, the validation loss, can prefer a confident but less
+# accurate epoch (on the demo folder it kept weights 5 points worse on the test images).
+MONITOR = "val_acc"
 
 
 def _train_defaults() -> TrainConfig:
-    return TrainConfig()
+    return TrainConfig(monitor=MONITOR)
 
 
 @dataclass(frozen=True, repr=False)
 class FinetuneConfig:
     """Every option of a run. ``fit``, ``setup``, ``lr_find`` and ``train_scratch`` take one.
 
-    The schedule fields (``epochs``, ``lr``, ``warmup_epochs``) may be None: the run then chooses them
-    (``STRATEGY_DEFAULTS`` for fine-tuning, the architecture's recipe from scratch) and records the
-    values it used. Everything else the loop knows (batch size, optimizer, seed, device...) is in
-    ``train``; ``train.seed`` also draws the validation split.
+    The schedule fields (``epochs``, ``lr``, ``warmup_epochs``, ``batch_size``, ``early_stopping``)
+    and ``head_epochs`` may be None: the run then chooses them (fine-tuning: from the number of images
+    and with the LR finder, ``zoo.finetune.defaults``; from scratch: the architecture's recipe) and
+    records the values it used and why. Everything else the loop knows (optimizer, seed, device...) is
+    in ``train``; ``train.seed`` also draws the validation split.
 
     Example:
         >>> cfg = FinetuneConfig(strategy="full", lr=1e-3)
@@ -70,8 +71,9 @@ class FinetuneConfig:
     valid_pct: float = 0.2  # share of each class held out for validation when the folder has no val/
     hold_out: bool = False  # built-in data sets: hold valid_pct of each training class out for validation (the
     #   test split is then never used while training; `zoo tune` searches this way)
-    augment: bool | str = True  # True: the run's default (fine-tuning: random resized crops and flips; from
-    #   scratch: the recipe's); False: none; or a named kind for in-memory data (datasets.AUGMENTATIONS)
+    augment: bool | str = True  # True: the run's default (fine-tuning: sized to the images and the input,
+    #   zoo.finetune.augment; from scratch: the recipe's); False: none; or a kind for in-memory data
+    #   (datasets.AUGMENTATIONS)
     cache_features: bool = True  # linear: train the head on the body's features, computed once and cached
     classes: tuple[int, ...] | None = None  # built-in data sets: keep these class indices (relabelled 0..k-1)
     input_size: int | None = None  # from scratch on a folder: the square input side (None: from the images)
@@ -82,6 +84,10 @@ class FinetuneConfig:
     epochs: int | None = None  # passes over the training data
     lr: float | None = None  # peak learning rate of the head (earlier layers get fractions of it)
     warmup_epochs: float | None = None  # linear warm-up, in epochs
+    batch_size: int | None = None  # samples per step (DDP: per process)
+    early_stopping: int | None = None  # stop after this many epochs without a better monitored value; 0: never
+    head_epochs: int | None = None  # full/partial from pretrained weights: epochs of the new head alone on the
+    #   frozen body's cached features before the body trains (fastai's fine_tune shape); 0: no such phase
     # -- everything else the loop knows; its epochs, lr and warmup_epochs are the fields above
     train: TrainConfig = field(default_factory=_train_defaults)
 
@@ -92,6 +98,10 @@ class FinetuneConfig:
             raise ConfigError(f"unfreeze_from={self.unfreeze_from!r} applies to strategy 'partial' only (got "
                               f"{self.strategy!r}); pass strategy='partial' or drop unfreeze_from.",
                               option="unfreeze_from")
+        if self.head_epochs and self.strategy == "linear":
+            raise ConfigError(f"head_epochs={self.head_epochs} trains the new head alone before the body: it applies "
+                              "to strategies 'full' and 'partial'; 'linear' trains only the head anyway (use epochs).",
+                              option="head_epochs")
         if not 0.0 < self.valid_pct < 1.0:
             raise ConfigError(f"valid_pct must be between 0 and 1 (exclusive), got {self.valid_pct}; 0.2 holds "
                               "out a fifth of each class.", option="valid_pct")
@@ -99,7 +109,8 @@ class FinetuneConfig:
             _choice("augment", self.augment, AUGMENTATIONS)
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
-        for name, low in (("epochs", 1), ("lr", 0.0), ("input_size", 8), ("hidden", 1)):
+        for name, low in (("epochs", 1), ("lr", 0.0), ("input_size", 8), ("hidden", 1), ("batch_size", 1),
+                          ("early_stopping", 0), ("head_epochs", 0)):
             value = getattr(self, name)
             if value is not None and (value <= low if name == "lr" else value < low):
                 raise ConfigError(f"{name} must be {'> 0' if name == 'lr' else f'>= {low}'}, got {value}.",
@@ -138,11 +149,10 @@ class FinetuneConfig:
         """True when every schedule field has a value."""
         return all(getattr(self, n) is not None for n in SCHEDULE_FIELDS)
 
-    def with_defaults(self, defaults: dict[str, Any] | None = None) -> FinetuneConfig:
-        """This config with every schedule field that is None filled in from ``defaults`` (default:
-        ``STRATEGY_DEFAULTS`` of the strategy)."""
-        table = STRATEGY_DEFAULTS[self.strategy] if defaults is None else defaults
-        return dataclasses.replace(self, **{n: table[n] for n in SCHEDULE_FIELDS if getattr(self, n) is None})
+    def with_defaults(self, defaults: dict[str, Any]) -> FinetuneConfig:
+        """This config with every field that is None filled in from ``defaults`` (a dict of field
+        names: the schedule fields, ``head_epochs``)."""
+        return dataclasses.replace(self, **{n: v for n, v in defaults.items() if getattr(self, n) is None})
 
     def loop_config(self) -> TrainConfig:
         """The ``TrainConfig`` the loop runs with (``train`` plus the schedule fields).
@@ -153,7 +163,9 @@ class FinetuneConfig:
         missing = [n for n in SCHEDULE_FIELDS if getattr(self, n) is None]
         if missing:
             raise ConfigError(f"{', '.join(missing)} not chosen yet; call with_defaults() first.", option=missing[0])
-        return dataclasses.replace(self.train, **{n: getattr(self, n) for n in SCHEDULE_FIELDS})
+        values = {n: getattr(self, n) for n in SCHEDULE_FIELDS}
+        values["early_stopping"] = values["early_stopping"] or None  # 0 here is the loop's None: never
+        return dataclasses.replace(self.train, **values)
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -198,6 +210,7 @@ class FinetuneConfig:
         """
         if not isinstance(data, dict):
             raise ConfigError(f"a run config must be a JSON object, got {type(data).__name__}.")
+        data = _moved_to_top(data)
         names = {f.name for f in dataclasses.fields(cls)}
         loop = {f.name for f in dataclasses.fields(TrainConfig)} - set(SCHEDULE_FIELDS)
         unknown = sorted(set(data) - names) + [f"train.{k}" for k in sorted(set(data.get("train") or {}) - loop)]
@@ -232,6 +245,18 @@ def _check_search_options(config: FinetuneConfig) -> None:
         raise ConfigError("arch_options change the architecture, so they apply to training from random "
                           "weights (pretrained=False, zoo train); fine-tuning keeps the model's.",
                           option="arch_options")
+
+
+def _moved_to_top(data: dict[str, Any]) -> dict[str, Any]:
+    """A config written before ``batch_size`` and ``early_stopping`` became fields the run chooses:
+    they were in ``train`` (where None meant no early stopping), so they move up, with their values."""
+    train = data.get("train")
+    if not isinstance(train, dict) or not {"batch_size", "early_stopping"} & set(train):
+        return data
+    train = dict(train)
+    moved = {"batch_size": train.pop("batch_size", None), "early_stopping": train.pop("early_stopping", None) or 0}
+    return {**{k: v for k, v in moved.items() if k not in data}, **data, "train": train}
+
 
 def _choice(option: str, value: Any, valid: tuple[str, ...]) -> None:
     if value not in valid:

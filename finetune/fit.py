@@ -11,8 +11,11 @@ part, the model, card and plots through ``zoo.finetune.record``). Every option i
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +25,18 @@ from torch.utils.data import Dataset, TensorDataset
 from zoo.errors import ConfigError, RunError
 from zoo.model import ZooModel
 
+from .augment import NO_AUGMENTATION, Augmentation, choose_augmentation
 from .callbacks import progress_bar_enabled
 from .config import FinetuneConfig
+from .defaults import BODY_LR_FACTOR, Choice, choose_lr, choose_schedule, head_patience
 from .data import Split, scan
-from .loop import TrainResult, resolve_device, train
+from .loop import TrainResult, is_better, resolve_device, train
 from .record import BestWeights, base_info, finish_run, folder_identity, new_record, part_reports, restore_best
 from .rundir import RunDir
 from .run import Run
 from .strategies import Plan, prepare
 
-__all__ = ["fit", "setup", "Setup", "default_out"]
+__all__ = ["fit", "setup", "Setup", "default_out", "describe_choices"]
 
 
 @dataclass
@@ -39,7 +44,9 @@ class Setup:
     """A model ready to train and the data for it (what ``fit`` and ``lr_find`` share).
 
     ``target`` is what the loop trains: the whole model, or only its head when ``linear`` runs on
-    cached features (then ``train_data``/``val_data`` are TensorDatasets of features).
+    cached features (then ``train_data``/``val_data`` are TensorDatasets of features). ``head_data``
+    holds the cached features (``train``, ``val``) for the head-alone phase of ``full``/``partial``.
+    ``choices`` says what the run chose for the options left None, and why.
     """
 
     model: ZooModel
@@ -49,6 +56,10 @@ class Setup:
     train_data: Dataset
     val_data: Dataset
     features: dict[str, Any] | None = None
+    augmentation: Augmentation = NO_AUGMENTATION
+    head_data: dict[str, Dataset] | None = None
+    choices: dict[str, Choice] = field(default_factory=dict)
+    head_phase: dict[str, Any] | None = None
 
 
 def _resolve_model(model: str | Path | ZooModel, *, pretrained: bool) -> ZooModel:
@@ -59,20 +70,22 @@ def _resolve_model(model: str | Path | ZooModel, *, pretrained: bool) -> ZooMode
     return load(model, pretrained=pretrained)
 
 
-def setup(model: str | Path | ZooModel, split: Split, config: FinetuneConfig, *, progress: bool = False) -> Setup:
+def setup(model: str | Path | ZooModel, split: Split, config: FinetuneConfig, *, progress: bool = False,
+          head_features: bool = False) -> Setup:
     """Load and prepare the model per ``config.strategy`` and build the training and validation data.
 
     ``linear`` with ``cache_features`` computes the body's features once (or reads them from the
     cache) and trains the head on them; no augmentation then, since the images are seen once.
+    ``head_features`` computes the same features for the head-alone phase of ``full``/``partial``.
+    Training images are augmented as ``zoo.finetune.augment.choose_augmentation`` decides for the
+    model's input and the images' size (``augment=False``: not at all).
 
     Raises:
         UnknownLayerError: ``cut`` or ``unfreeze_from`` names no layer.
         ConfigError: ``augment`` names a kind for in-memory data (fine-tuning takes True or False).
         DataError: a scanned file became unreadable.
     """
-    from zoo.preprocess import train_transform
-
-    from .features import LabelledImages, cached_features, model_key
+    from .features import LabelledImages
 
     if isinstance(config.augment, str):
         raise ConfigError(f"augment={config.augment!r} is a kind for in-memory data sets (`zoo train`); "
@@ -84,22 +97,44 @@ def setup(model: str | Path | ZooModel, split: Split, config: FinetuneConfig, *,
     plan = prepare(net, config.strategy, num_classes=split.num_classes, cut=config.cut,
                    unfreeze_from=config.unfreeze_from, head=config.head, hidden=config.hidden,
                    dropout=config.dropout, discriminative=config.pretrained, body_lr_scale=config.body_lr_scale)
-    if config.strategy == "linear" and config.cache_features:
-        loop, key = config.train, model_key(net)
-        feats: dict[str, Any] = {}
-        data: dict[str, Dataset] = {}
-        for part in split.parts:
-            x, hit, path = cached_features(net, split.paths(part), split.hashes(part), batch_size=loop.batch_size,
-                                           device=resolve_device(loop.device), num_workers=loop.num_workers,
-                                           progress=progress, key=key)
-            feats[part] = {"cache": str(path), "hit": hit, "count": int(x.shape[0])}
-            data[part] = TensorDataset(x, torch.tensor(split.labels(part), dtype=torch.long))
-        net.to("cpu")
+    on_features = config.strategy == "linear" and config.cache_features
+    feats, data = (_features(net, split, config, progress) if on_features or (head_features and config.cache_features)
+                   else (None, None))
+    if on_features:
         return Setup(net, plan, split, net.head, data["train"], data["val"], features=feats)
-    train_tf = train_transform(net.preprocessing, mean_image=net.mean_image) if config.augment else net.transforms
-    train_data = LabelledImages(split.paths("train"), split.labels("train"), train_tf, mode=net.image_mode)
+    augmentation = _augmentation(net, split) if config.augment else NO_AUGMENTATION
+    train_data = LabelledImages(split.paths("train"), split.labels("train"), augmentation.transform(net),
+                                mode=net.image_mode)
     val_data = LabelledImages(split.paths("val"), split.labels("val"), net.transforms, mode=net.image_mode)
-    return Setup(net, plan, split, net, train_data, val_data)
+    return Setup(net, plan, split, net, train_data, val_data, augmentation=augmentation, head_data=data)
+
+
+def _features(net: ZooModel, split: Split, config: FinetuneConfig, progress: bool
+              ) -> tuple[dict[str, Any], dict[str, Dataset]]:
+    """The frozen body's features of every part (from the cache when the same model saw the same files)."""
+    from .features import cached_features, model_key
+
+    loop, key = config.train, model_key(net)
+    feats: dict[str, Any] = {}
+    data: dict[str, Dataset] = {}
+    for part in split.parts:
+        x, hit, path = cached_features(net, split.paths(part), split.hashes(part), batch_size=64,
+                                       device=resolve_device(loop.device), num_workers=loop.num_workers,
+                                       progress=progress, key=key)
+        feats[part] = {"cache": str(path), "hit": hit, "count": int(x.shape[0])}
+        data[part] = TensorDataset(x, torch.tensor(split.labels(part), dtype=torch.long))
+    net.to("cpu")
+    return feats, data
+
+
+def _augmentation(net: ZooModel, split: Split) -> Augmentation:
+    """The augmentation for this model's input and these images (their median shorter side)."""
+    from .datasets import infer_input
+
+    if net.preprocessing is None:
+        return NO_AUGMENTATION
+    image_side = infer_input(split.paths("train"))[0] if split.train else None
+    return choose_augmentation(min(net.preprocessing.crop), image_side)
 
 
 def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConfig | None = None, *,
@@ -149,20 +184,102 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
         raise ConfigError("resume continues on the run's stored split; drop split=.", option="split")
     if resume:
         run_dir, config, record, split, model = _resume(model, out, config, options, command)
+        s = setup(model, split, config, progress=bars)
     else:
         run_dir, config, split, command = _start(model, data_dir, config, options, out, command, split)
-        record = None
-    s = setup(model, split, config, progress=bars)
-    if on_setup is not None:
-        on_setup(s)
-    if record is None:
+        s, config = _choose(model, split, config, progress=bars)
         record = new_record("finetune", command=command, model_ref=None if isinstance(model, ZooModel) else str(model),
                             base=base_info(s.model, pretrained=config.pretrained), data=folder_identity(split),
                             config=config, plan=s.plan.describe(), device=str(resolve_device(config.train.device)))
+        record["chosen"] = {k: c.to_dict() for k, c in s.choices.items()}
+        record["augmentation"] = s.augmentation.to_dict()
+        record["head_phase"] = s.head_phase
         run_dir.write_split(split)
+        if progress is None:  # library use: say what was chosen, as the loop says each epoch (the CLI prints its own)
+            for line in describe_choices(s):
+                print(line, file=sys.stderr, flush=True)
+    if on_setup is not None:
+        on_setup(s)
     run_dir.write_record(record)
     result = _train(s, config, run_dir, resume=resume, progress=progress is not False, callbacks=callbacks)
     return _finish(s, config, run_dir, record, result)
+
+
+def _choose(model: Any, split: Split, config: FinetuneConfig, *, progress: bool) -> tuple[Setup, FinetuneConfig]:
+    """A new run's set-up with every option left None chosen from the data and the model: the schedule
+    from the number of images, the augmentation from the image and input sizes (in ``setup``), the
+    learning rate by the LR finder; for ``full``/``partial`` from pretrained weights, the new head first
+    trains alone on cached features (fastai's ``fine_tune``: frozen, then unfrozen)."""
+    config, choices = choose_schedule(config, len(split.train))
+    head_first = config.head_epochs > 0
+    # From pretrained weights, the learning rate comes from the head's sweep on cached features, which
+    # costs next to nothing; a sweep over the images would cost as much as several epochs.
+    head_sweep = head_first or (config.lr is None and config.strategy != "linear" and config.pretrained)
+    s = setup(model, split, config, progress=progress, head_features=head_sweep)
+    s.choices = choices
+    if head_sweep:
+        what = "the new head (cached features)"
+        found = _sweep(s.model.head, s.head_data["train"], None, config)
+        if head_first:
+            s.head_phase = _train_head(s, config, choose_lr(found, what=what))
+        if config.lr is None:
+            choices["lr"] = choose_lr(found, what=what, factor=BODY_LR_FACTOR)
+    elif config.lr is None:
+        what = ("the head (cached features)" if s.features is not None else
+                f"the {s.plan.trainable:,} trainable parameters ({len(split.train)} images)")
+        choices["lr"] = choose_lr(_sweep(s.target, s.train_data, s.plan.param_groups, config), what=what)
+    if "lr" in choices:
+        config = dataclasses.replace(config, lr=choices["lr"].value)
+    return s, config
+
+
+def _sweep(target: torch.nn.Module, data: Dataset, param_groups: list[dict] | None, config: FinetuneConfig) -> Any:
+    """The LR sweep on ``target`` with the run's optimizer, batch size and seed (``LRFindResult``)."""
+    from .lr_find import sweep
+
+    return sweep(target, data, param_groups=param_groups, batch_size=min(config.batch_size, len(data)),
+                 device=resolve_device(config.train.device), seed=config.seed, config=config.train)
+
+
+def _train_head(s: Setup, config: FinetuneConfig, lr: Choice) -> dict[str, Any]:
+    """The new head alone on the frozen body's cached features, its best epoch kept (in memory): the
+    body then starts training under a head that already fits, not a random one."""
+    cfg = dataclasses.replace(dataclasses.replace(config, lr=lr.value).loop_config(), epochs=config.head_epochs,
+                              warmup_epochs=0.0,
+                              early_stopping=head_patience(config.head_epochs), checkpoint_interval=0.0)
+    best = _BestInMemory(cfg.monitor)
+    result = train(s.model.head, s.head_data["train"], s.head_data["val"], cfg, progress=False,
+                   callbacks={"on_epoch_end": [best]})
+    s.model.head.load_state_dict(best.state)
+    s.model.to("cpu")
+    row = best.row
+    return {"epochs": len(result.history), "planned": config.head_epochs, "lr": lr.value, "lr_why": lr.why,
+            "best_epoch": row.get("epoch"), "val_acc": row.get("val_acc"), "val_loss": row.get("val_loss")}
+
+
+class _BestInMemory:
+    """``on_epoch_end``: a copy of the weights of the best epoch so far (the loop's rule)."""
+
+    def __init__(self, monitor: str):
+        self.monitor, self.row, self.state = monitor, {}, None
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if self.state is None or is_better(info["row"], self.row, self.monitor):
+            self.row, self.state = dict(info["row"]), copy.deepcopy(info["model"].state_dict())
+
+
+def describe_choices(s: Setup) -> list[str]:
+    """What the run chose and why, one line each (``zoo finetune`` prints them; ``fit`` does when
+    called from Python)."""
+    lines = [f"chose {name} {c.value:g}: {c.why}" if isinstance(c.value, float) else f"chose {name} {c.value}: {c.why}"
+             for name, c in s.choices.items()]
+    lines.append(f"augmentation: {s.augmentation.describe()}" + (f" ({s.augmentation.why})" if s.augmentation.why
+                                                                 else ""))
+    h = s.head_phase
+    if h:
+        lines.append(f"head alone on cached features: {h['epochs']} epochs at lr {h['lr']:.3g}, best epoch "
+                     f"{h['best_epoch']} (val_acc {h['val_acc']:.4f}); now the whole network trains")
+    return lines
 
 
 def default_out(data_dir: str | Path) -> Path:
@@ -181,7 +298,7 @@ def _start(model: Any, data_dir: Path, config: FinetuneConfig | None, options: d
         raise RunError(f"{run_dir.path} already holds a run. Continue it with --resume (resume=True), or pass "
                        "another --out to start a new one.")
     split = split if split is not None else scan(data_dir, valid_pct=given.valid_pct, seed=given.seed)
-    return run_dir, given.with_defaults(), split, command or _python_command(model, data_dir, given)
+    return run_dir, given, split, command or _python_command(model, data_dir, given)
 
 
 def _resume(model: Any, out: str | Path | None, config: FinetuneConfig | None, changes: dict[str, Any],

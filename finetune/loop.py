@@ -56,9 +56,9 @@ from .callbacks import (EVENTS, METRICS, METRICS_CSV, Callbacks, MetricsFiles, P
 from .evaluation import autocast, evaluate
 from .interrupts import Interrupt, deferred_interrupt, interruptible
 from .state import TrainState, load_checkpoint, save_checkpoint
-from .train_config import AMP_MODES, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, lr_factor
+from .train_config import AMP_MODES, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig, is_better, lr_factor
 
-__all__ = ["TrainConfig", "TrainResult", "StopTraining", "train", "evaluate", "resolve_device",
+__all__ = ["TrainConfig", "TrainResult", "StopTraining", "train", "evaluate", "resolve_device", "is_better",
            "CHECKPOINT", "METRICS", "METRICS_CSV", "EVENTS", "OPTIMIZERS", "SCHEDULES", "MONITORS", "AMP_MODES"]
 
 CHECKPOINT = "checkpoint.pt"
@@ -374,7 +374,7 @@ def _end_epoch(run: _Run, state: TrainState, val_data: Any) -> bool:
     key = _monitor_key(cfg, val_data, row)
     # Only quick assignments here, so an interrupt (under DDP, where it is not deferred) cannot split them.
     state.history.append(row)
-    if _is_better(row[key], state.best.get(key), key):
+    if is_better(row, state.best, key):
         state.best, state.bad_epochs = dict(row), 0
     else:
         state.bad_epochs += 1
@@ -490,9 +490,3 @@ def _monitor_key(cfg: TrainConfig, val_data: Any, row: dict[str, Any]) -> str:
     if row.get(cfg.monitor) is None:
         return "val_loss" if cfg.monitor.startswith("val_") else "train_loss"  # no accuracy for these targets
     return cfg.monitor
-
-
-def _is_better(value: float, best: float | None, monitor: str) -> bool:
-    if best is None:
-        return True
-    return value > best if monitor.endswith("acc") else value < best

@@ -6,7 +6,7 @@ Owns: ``lr_find`` (model + data folder, prepared exactly as ``fit`` would for th
 ``num_iter`` steps with the ``exponential`` schedule, so it steps exactly as training will (optimizer,
 AMP, channels_last, workers, clipping); ``LRFinder`` smooths the loss with a bias-corrected moving
 average and stops the loop once the smoothed loss exceeds four times its best; the suggestion is the
-learning rate where the smoothed loss falls fastest against log(lr). The weights, the training mode
+learning rate halfway down the longest fall of the smoothed loss (fastai's ``valley``). The weights, the training mode
 and the global random generators are restored afterwards, so the sweep leaves no trace.
 May import ``zoo``; never ``zoo.cli``.
 """
@@ -39,7 +39,7 @@ __all__ = ["LRFindResult", "LRFinder", "lr_find", "sweep"]
 
 @dataclass
 class LRFindResult:
-    """``lrs`` and ``losses`` (smoothed) per step, and the ``suggestion`` (steepest descent)."""
+    """``lrs`` and ``losses`` (smoothed) per step, and the ``suggestion`` (the valley rule)."""
 
     lrs: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
@@ -75,18 +75,33 @@ class LRFindResult:
 
 
 def _suggest(lrs: list[float], losses: list[float]) -> float | None:
-    """The lr at the most negative slope of the smoothed loss against log10(lr), ignoring the noisy
-    first and last tenth of the sweep."""
+    """fastai's ``valley`` rule: the learning rate halfway down the longest stretch over which the
+    smoothed loss keeps falling (the longest decreasing subsequence of the loss), ignoring the first
+    tenth of the sweep and its last five steps, where the loss is noisy or already blowing up.
+
+    The steepest-descent rule it replaces could pick a point past the minimum, where the loss had
+    started to climb; the valley's midpoint sits well inside the falling part. (Written out rather
+    than imported: fastai is no dependency of the zoo.)
+    """
     n = len(lrs)
-    if n < 5:
+    lo, hi = n // 10, n - 5
+    if hi - lo < 5:
         return None
-    lo, hi = max(1, n // 10), max(2, n - n // 10)
-    best, best_i = 0.0, None
-    for i in range(lo, min(hi, n - 1)):
-        slope = (losses[i + 1] - losses[i - 1]) / (math.log10(lrs[i + 1]) - math.log10(lrs[i - 1]))
-        if slope < best:
-            best, best_i = slope, i
-    return lrs[best_i] if best_i is not None else None
+    xs, ys = lrs[lo:hi], losses[lo:hi]
+    m = len(ys)
+    run = [1] * m  # run[i]: length of the longest decreasing subsequence ending at i
+    start = end = 0
+    for i in range(1, m):
+        for j in range(i):
+            if ys[i] < ys[j] and run[i] < run[j] + 1:
+                run[i] = run[j] + 1
+            if run[end] < run[i]:
+                end = i
+                start = end - run[end]
+    if run[end] < 2:
+        return None
+    third = (end - start) / 3
+    return xs[start + int(third) + int(third / 2)]
 
 
 @dataclass
@@ -114,7 +129,7 @@ class LRFinder:
             raise StopTraining
 
     def result(self) -> LRFindResult:
-        """The sweep with its ``suggestion`` (steepest fall) and ``min_loss_lr``."""
+        """The sweep with its ``suggestion`` (the valley rule) and ``min_loss_lr``."""
         result = LRFindResult(lrs=list(self.lrs), losses=list(self.losses), raw_losses=list(self.raw_losses))
         result.suggestion = _suggest(result.lrs, result.losses)
         if result.losses:
@@ -205,10 +220,13 @@ def lr_find(model: Any, data_dir: str | Path, config: FinetuneConfig | None = No
     from .fit import setup
     from .loop import resolve_device
 
+    from .defaults import choose_schedule
+
     config = (config or FinetuneConfig()).with_options(**options)
     split = scan(data_dir, valid_pct=config.valid_pct, seed=config.seed)
+    config, _ = choose_schedule(config, len(split.train))
     s = setup(model, split, config, progress=progress)
-    bs = min(config.train.batch_size, len(s.train_data))
+    bs = min(config.batch_size, len(s.train_data))
     return sweep(s.target, s.train_data, param_groups=s.plan.param_groups, start_lr=start_lr, end_lr=end_lr,
                  num_iter=num_iter, batch_size=bs, device=resolve_device(config.train.device), seed=config.seed,
                  config=config.train)

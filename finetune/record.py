@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import platform
 from dataclasses import asdict
 from typing import Any
@@ -27,7 +26,7 @@ from zoo.model import ZooModel
 
 from .config import FinetuneConfig
 from .data import Split
-from .loop import TrainResult, evaluate
+from .loop import TrainResult, evaluate, is_better
 from .metrics import classification_report
 from .rundir import RunDir
 
@@ -104,9 +103,10 @@ def resume_config(run_dir: RunDir, changes: dict[str, Any]) -> tuple[FinetuneCon
 
 
 class BestWeights:
-    """``on_epoch_end`` callback: when an epoch beats every earlier one on the monitored metric (the
-    loop's own rule: strictly lower loss, strictly higher accuracy), its weights go to the run folder,
-    so they survive an interruption and ``restore_best`` can put them back at the end."""
+    """``on_epoch_end`` callback: when an epoch beats every earlier one on the monitored metric, its
+    weights go to the run folder,
+    so they survive an interruption and ``restore_best`` can put them back at the end. The rule is the
+    loop's ``is_better`` (an accuracy tie goes to the lower loss)."""
 
     def __init__(self, run_dir: RunDir, monitor: str, *, write: bool = True):
         self.run_dir, self.monitor, self.write = run_dir, monitor, write
@@ -114,10 +114,12 @@ class BestWeights:
     def __call__(self, info: dict[str, Any]) -> None:
         row, history = info["row"], info["history"]
         key = self.monitor if self.monitor in row else "train_loss"
-        value = row[key]
-        earlier = [r[key] for r in history if r is not row and r["epoch"] < row["epoch"] and key in r]
-        better = (lambda a, b: a > b) if key.endswith("acc") else (lambda a, b: a < b)
-        if self.write and (not earlier or (not math.isnan(value) and all(better(value, e) for e in earlier))):
+        best: dict[str, Any] = {}
+        for earlier in sorted((r for r in history if r is not row and r["epoch"] < row["epoch"]),
+                              key=lambda r: r["epoch"]):
+            if is_better(earlier, best, key):
+                best = earlier
+        if self.write and is_better(row, best, key):
             self.run_dir.save_best(info["model"], row["epoch"])
 
 

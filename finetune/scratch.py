@@ -23,7 +23,7 @@ from zoo.errors import ConfigError, DataError, RunError
 from zoo.registry import catalog, env
 from zoo.registry.schema import Preprocessing
 
-from .config import SCHEDULE_FIELDS, FinetuneConfig
+from .config import MONITOR, SCHEDULE_FIELDS, FinetuneConfig
 from .data import Split, scan
 from .datasets import BUILTIN, TensorImageDataset, infer_input, load_dataset, split_tensors, tensor_digest
 from .loop import TrainConfig, TrainResult, train
@@ -39,7 +39,8 @@ FLAT_BUILDERS = ("softmax", "mlp_sigmoid", "mlp_relu")  # these need the input s
 SMALL_STEM_BUILDERS = ("googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 # A from-scratch config gets its schedule from the recipe (scratch_config); a caller's own config
 # without one gets the loop's defaults, never a fine-tuning strategy's.
-STRATEGY_FREE = {k: getattr(TrainConfig(), k) for k in SCHEDULE_FIELDS}
+# A recipe is a fixed schedule: no early stopping, no head-alone phase (there are no pretrained features).
+STRATEGY_FREE = {**{k: getattr(TrainConfig(), k) for k in SCHEDULE_FIELDS}, "early_stopping": 0, "head_epochs": 0}
 
 
 def _architecture(arch: str) -> tuple[str, dict[str, Any], str, Any]:
@@ -84,7 +85,7 @@ def scratch_config(arch: str, **options: Any) -> FinetuneConfig:
     """
     builder = _architecture(arch)[0]
     recipe = recipe_for(builder)
-    loop = {k: v for k, v in recipe.config.items() if k not in SCHEDULE_FIELDS}
+    loop = {"monitor": MONITOR, **{k: v for k, v in recipe.config.items() if k not in SCHEDULE_FIELDS}}
     schedule = {k: recipe.config.get(k, getattr(TrainConfig(), k)) for k in SCHEDULE_FIELDS}
     config = FinetuneConfig(strategy="full", pretrained=False, augment=recipe.augment, train=TrainConfig(**loop),
                             **schedule).with_options(**options)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from zoo.errors import ConfigError, close_matches
 
-__all__ = ["TrainConfig", "lr_factor", "OPTIMIZERS", "SCHEDULES", "MONITORS", "AMP_MODES"]
+__all__ = ["TrainConfig", "lr_factor", "is_better", "monitor_text", "OPTIMIZERS", "SCHEDULES", "MONITORS", "AMP_MODES"]
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant", "exponential")
@@ -110,6 +110,31 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
     hint = f" (did you mean {hints[0]!r}?)" if hints else ""
     raise ConfigError(f"training option {name}={value!r} is not valid{hint}; choose one of "
                       f"{', '.join(map(repr, choices))}", option=name, valid=[str(c) for c in choices])
+
+
+def is_better(row: dict[str, Any], best: dict[str, Any], monitor: str) -> bool:
+    """Whether the epoch ``row`` beats ``best`` (the best epoch's row so far; empty for none) on
+    ``monitor``: a strictly lower loss, or a strictly higher accuracy. Two epochs with the same accuracy
+    (common on a small validation set, where accuracy moves in steps of one image) are told apart by the
+    loss beside it (``val_loss`` for ``val_acc``): the more confident of two equally accurate epochs.
+    A NaN never beats anything."""
+    if not best or best.get(monitor) is None:
+        return True
+    value, ref = row[monitor], best[monitor]
+    if value != value:  # NaN
+        return False
+    if not monitor.endswith("acc"):
+        return value < ref
+    if value != ref:
+        return value > ref
+    loss = monitor.removesuffix("acc") + "loss"
+    return row.get(loss, math.inf) < best.get(loss, math.inf)
+
+
+def monitor_text(monitor: str) -> str:
+    """The monitored figure in words: ``val_acc`` -> ``validation accuracy``."""
+    part, _, what = monitor.partition("_")
+    return f"{'validation' if part == 'val' else 'training'} {'accuracy' if what == 'acc' else 'loss'}"
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int, warmup: int) -> float:

@@ -45,7 +45,7 @@ def test_a_run_from_scratch_is_a_run_like_any_other(tmp_path, capsys):
                              "--device", "cpu", "--out", run)
     assert code == 0, err
     assert "input 3x64x64 (colour), from the images (median shorter side 64 px" in out
-    assert out.count("epoch ") >= 2 and "val accuracy" in out and "best by validation loss" in out
+    assert out.count("epoch ") >= 2 and "val accuracy" in out and "best by validation accuracy" in out
     record = json.loads((run / "config.json").read_text())
     assert record["kind"] == "scratch" and record["command"].startswith("zoo train lenet --data")
     assert record["data"]["input"]["size"] == [3, 64, 64] and record["config"]["input_size"] == 64

@@ -14,7 +14,7 @@ from ftdata import make_folder, write_lenet_entry
 
 from zoo.errors import ConfigError, RunError
 from zoo.finetune import FinetuneConfig, fit
-from zoo.finetune.config import STRATEGY_DEFAULTS
+from zoo.finetune.defaults import choose_schedule
 from zoo.finetune.loop import TrainConfig
 from zoo.finetune.strategies import HEADS, STRATEGIES
 
@@ -26,23 +26,35 @@ def test_replace_and_flat_options_build_the_same_object():
     b = FinetuneConfig.from_options(strategy="full", lr=1e-3)
     assert a == b and a.lr == 1e-3 and a.epochs is None
     c = b.with_options(batch_size=16, seed=4, device="cpu")
-    assert (c.train.batch_size, c.seed, c.train.device) == (16, 4, "cpu") and b.train.batch_size == 64
+    assert (c.batch_size, c.seed, c.train.device) == (16, 4, "cpu") and b.batch_size is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.lr = 3.0
 
 
-def test_schedule_is_chosen_per_strategy_and_reaches_the_loop():
-    for strategy, table in STRATEGY_DEFAULTS.items():
-        cfg = FinetuneConfig(strategy=strategy).with_defaults()
-        loop = cfg.loop_config()
-        assert (loop.epochs, loop.lr, loop.warmup_epochs) == (table["epochs"], table["lr"], table["warmup_epochs"])
-    given = FinetuneConfig(strategy="full", lr=0.5).with_defaults()
-    assert given.lr == 0.5 and given.epochs == STRATEGY_DEFAULTS["full"]["epochs"]
+def test_schedule_left_open_is_chosen_and_reaches_the_loop():
+    cfg, _ = choose_schedule(FinetuneConfig(strategy="full", lr=0.5), 200)
+    loop = cfg.loop_config()
+    assert (loop.epochs, loop.lr, loop.batch_size, loop.warmup_epochs) == (cfg.epochs, 0.5, cfg.batch_size,
+                                                                           cfg.warmup_epochs)
+    assert loop.early_stopping == cfg.early_stopping >= 1
+    filled = FinetuneConfig(strategy="full").with_defaults({"epochs": 3, "lr": 0.1, "warmup_epochs": 0.0,
+                                                             "batch_size": 4, "early_stopping": 0})
+    assert filled.loop_config().early_stopping is None  # 0 at the top level: never
     with pytest.raises(ConfigError, match="with_defaults"):
         FinetuneConfig().loop_config()
     # The loop's own schedule fields are not a second place to set them.
     with pytest.raises(ConfigError, match="on FinetuneConfig itself"):
         FinetuneConfig(train=TrainConfig(lr=0.1))
+    with pytest.raises(ConfigError, match="head_epochs"):
+        FinetuneConfig(strategy="linear", head_epochs=3)
+
+
+def test_a_config_from_before_batch_size_was_chosen_reads_back():
+    old = FinetuneConfig(strategy="full", epochs=3, lr=0.1, warmup_epochs=1.0).to_dict()
+    old.pop("batch_size"), old.pop("early_stopping"), old.pop("head_epochs")
+    old["train"] = {**old["train"], "batch_size": 16, "early_stopping": None}
+    cfg = FinetuneConfig.from_dict(old)
+    assert (cfg.batch_size, cfg.early_stopping, cfg.head_epochs) == (16, 0, None)
 
 
 def test_dict_round_trip_and_unknown_keys_refused():
@@ -84,7 +96,9 @@ def test_a_run_records_its_config_and_resume_reads_it_back(tmp_path):
     cfg = FinetuneConfig.from_options(strategy="full", epochs=2, lr=3e-3, batch_size=4, device="cpu")
     run = fit(base, data, cfg, out=tmp_path / "run", progress=False)
     record = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert record["config"] == cfg.with_defaults().to_dict() and run.config == cfg.with_defaults()
+    chosen = {k: v["value"] for k, v in record["chosen"].items()}
+    assert record["config"] == cfg.with_defaults(chosen).to_dict() and run.config == cfg.with_defaults(chosen)
+    assert (run.config.epochs, run.config.lr, run.config.batch_size) == (2, 3e-3, 4)
     assert record["command"].startswith("zoo.finetune.fit(") and "strategy='full'" in record["command"]
     assert record["data"]["kind"] == "folder" and record["data"]["classes"] == ["a", "b"]
     assert len(record["data"]["sha256"]) == 64

@@ -1,5 +1,5 @@
 """The LR finder is a callback on the one training loop: the sweep climbs exponentially, stops when the
-loss diverges, suggests the steepest fall, steps with the run's AMP and channels_last, and leaves the
+loss diverges, suggests a point inside the loss's longest fall (fastai's valley), steps with the run's AMP and channels_last, and leaves the
 model, its mode and the global generators as it found them."""
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def test_sweep_ramps_stops_on_divergence_and_suggests():
     assert 10 < len(result.lrs) < 60  # lr 100 makes the loss blow up before the end: the finder stopped it
     assert max(result.losses) > 4 * min(result.losses) or not np.isfinite(result.losses[-1])
     assert 1e-4 < result.suggestion < result.lrs[-1]
-    at = result.lrs.index(result.suggestion)  # a point where the smoothed loss falls (the steepest such)
-    assert result.losses[at + 1] < result.losses[at - 1]
+    at = result.lrs.index(result.suggestion)  # a point where the smoothed loss falls, before its minimum
+    assert result.losses[at + 1] < result.losses[at - 1] and result.suggestion <= result.min_loss_lr
 
 
 def test_sweep_leaves_no_trace():

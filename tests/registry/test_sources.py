@@ -53,6 +53,22 @@ def test_imagenet_labels_are_torchvision_categories():
     assert list(labels_for(get_entry("resnet50"))) == tvm.ResNet50_Weights.DEFAULT.meta["categories"]
 
 
+@pytest.mark.parametrize("name", ["mobilenet_v2.tv_imagenet1k_v1", "resnet18.tv_imagenet1k_v1",
+                                  "efficientnet_b0.tv_imagenet1k_v1"])
+def test_an_uncurated_torchvision_name_preprocesses_as_its_weights_transforms(name):
+    """Names made from torchvision's enum (not in the curated entries) take the weights' own transform,
+    including what its class sets by default (resize 256, ImageNet's mean and std)."""
+    import torchvision.models as tvm
+
+    from zoo.external import external_entry
+
+    builder, tag = name.split(".tv_")
+    t = tvm.get_model_weights(builder)[tag.upper()].transforms()
+    p = external_entry(name).preprocessing
+    assert (p.input_size[1], p.resize, p.interpolation) == (t.crop_size[0], t.resize_size[0], t.interpolation.value)
+    assert p.mean == tuple(t.mean) and p.std == tuple(t.std)
+
+
 @pytest.mark.parametrize("entry", TIMM, ids=lambda e: e.name)
 def test_timm_entry_matches_installed_pretrained_cfg(entry):
     pytest.importorskip("timm")

@@ -1,0 +1,114 @@
+"""Training augmentation for fine-tuning on image files, sized to the images and to the model's input.
+
+Owns ``Augmentation`` (what a run does to each training image, with the reason, recorded in the run)
+and ``choose_augmentation``, the policy:
+
+* a **small input** (a side of at most ``SMALL_INPUT`` pixels, as LeNet's 28 or CIFAR's 32): the image
+  goes through the model's own inference transform, then a random shift (pad by an eighth of the side,
+  reflected, and crop back) and a horizontal flip: the CIFAR recipe. A random resized crop at such
+  sizes throws away too much of a few hundred pixels (it cost 4-8 points on 28 px images, see
+  BENCHMARKS.md);
+* a **photo-sized input**: ``RandomResizedCrop`` (and a flip) on the decoded image, as timm and fastai
+  do for ImageNet-style training. The smallest crop is 35% of the area when the images are large, and
+  larger when they are not: a crop must keep at least ``MIN_CROP_PIXELS`` x the input side of the
+  image's own pixels, so a small image is not magnified into blur.
+
+The model's inference transform (``ZooModel.transforms``) is never changed here; validation and test
+images always go through it. May import ``zoo``; never ``zoo.cli``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Augmentation", "choose_augmentation", "NO_AUGMENTATION", "SMALL_INPUT", "MIN_CROP_PIXELS",
+           "MIN_CROP_AREA", "MAX_CROP_AREA"]
+
+SMALL_INPUT = 64  # input sides up to this get shifts and flips, larger ones random resized crops
+MIN_CROP_AREA = 0.35  # the smallest crop of a large photo (fastai's min_scale; timm's ImageNet default is 0.08)
+MAX_CROP_AREA = 0.8  # the smallest crop is never above this share of the area, so some scale jitter stays
+MIN_CROP_PIXELS = 0.6  # a crop keeps at least this x the input side in the image's own pixels, per side
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What happens to each training image, and why (``why`` is printed and recorded).
+
+    Attributes:
+        kind: ``none``, ``shift_flip`` (pad, random crop back, flip) or ``resized_crop_flip``.
+        pad: ``shift_flip``: pixels of (reflected) padding on each side.
+        min_area: ``resized_crop_flip``: the smallest crop as a share of the image's area.
+        flip: random horizontal flips.
+        why: one sentence for the log and the run record.
+    """
+
+    kind: str = "none"
+    pad: int = 0
+    min_area: float = 1.0
+    flip: bool = False
+    why: str = ""
+
+    def describe(self) -> str:
+        """A short phrase: ``shift by up to 3 px and flip``."""
+        if self.kind == "shift_flip":
+            return f"shift by up to {self.pad} px" + (" and flip" if self.flip else "")
+        if self.kind == "resized_crop_flip":
+            return f"random resized crops of {self.min_area:.0%}-100% of the area" + (" and flip" if self.flip else "")
+        return "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def transform(self, model: Any) -> Any:
+        """The training transform for ``model`` (a ``ZooModel``): PIL image -> normalised tensor.
+
+        Raises:
+            ValueError: the model has no preprocessing (it cannot say how its inputs look).
+        """
+        from torchvision.transforms import v2
+
+        from zoo.preprocess import train_transform
+
+        if self.kind == "none":
+            return model.transforms
+        pre = model.preprocessing
+        if pre is None:
+            raise ValueError(f"model {model.name!r} has no preprocessing to augment")
+        if self.kind == "shift_flip":
+            # After the inference transform: the same resize and crop as at test time, then a shift.
+            h, w = pre.crop
+            flip = [v2.RandomHorizontalFlip()] if self.flip else []
+            return v2.Compose([model.transforms, v2.RandomCrop((h, w), padding=self.pad, padding_mode="reflect"),
+                               *flip])
+        return train_transform(pre, mean_image=model.mean_image, flip=self.flip, scale=(self.min_area, 1.0))
+
+
+NO_AUGMENTATION = Augmentation(why="augmentation turned off")
+
+
+def choose_augmentation(input_side: int, image_side: int | None) -> Augmentation:
+    """The augmentation for a model whose input is ``input_side`` pixels square, trained on images whose
+    median shorter side is ``image_side`` (None: unknown, taken as large).
+
+    Example:
+        >>> choose_augmentation(28, 150).describe()
+        'shift by up to 3 px and flip'
+        >>> choose_augmentation(224, 150).min_area
+        0.8
+    """
+    if input_side <= SMALL_INPUT:
+        pad = max(1, input_side // 8)
+        return Augmentation("shift_flip", pad=pad, flip=True,
+                            why=f"the input is small ({input_side} px): shifts of up to {pad} px and flips, no "
+                                "resized crops (they cut too much of a small image)")
+    if image_side is None or image_side <= 0:
+        return Augmentation("resized_crop_flip", min_area=MIN_CROP_AREA, flip=True,
+                            why=f"photo-sized input ({input_side} px): random resized crops and flips")
+    keep = (MIN_CROP_PIXELS * input_side / image_side) ** 2
+    area = round(min(MAX_CROP_AREA, max(MIN_CROP_AREA, keep)), 2)
+    size_note = (f"the images (median side {image_side} px) are smaller than {input_side / MIN_CROP_PIXELS:.0f} px, "
+                 f"so crops keep at least {area:.0%} of them" if keep > MIN_CROP_AREA else
+                 f"the images (median side {image_side} px) are large enough for crops down to {area:.0%}")
+    return Augmentation("resized_crop_flip", min_area=area, flip=True,
+                        why=f"photo-sized input ({input_side} px): random resized crops and flips; {size_note}")

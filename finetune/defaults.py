@@ -1,0 +1,124 @@
+"""Defaults chosen from the data and the model: what a fine-tuning run uses for each option left
+None, and why.
+
+Owns ``Choice`` (a value and the sentence that explains it, printed by ``zoo finetune`` and kept in
+the run's record), ``choose_schedule`` (batch size, epochs, warm-up, early stopping and the head-alone
+phase, from the number of training images and the strategy) and ``choose_lr`` (the LR finder, fastai's
+``valley`` rule, on the parameters the run trains: on cached features for a head, which costs next to
+nothing; on the images otherwise).
+
+The numbers below were chosen on the folders of ``benchmarks/finetune_defaults.py`` (see
+BENCHMARKS.md, "Defaults from the data"). May import ``zoo``; never ``zoo.cli``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .config import FinetuneConfig
+
+__all__ = ["Choice", "choose_schedule", "choose_batch_size", "choose_lr", "head_patience", "BODY_LR_FACTOR",
+           "FEATURE_STEPS", "IMAGE_STEPS"]
+
+BATCH_RANGE = (8, 64)  # the chosen batch size stays within these
+STEPS_PER_EPOCH = 8  # the batch size is the largest power of two that still gives this many steps an epoch
+IMAGE_STEPS, IMAGE_EPOCHS = 250, (5, 30)  # optimizer steps aimed at when images train, and the epoch bounds
+FEATURE_STEPS, FEATURE_EPOCHS = 500, (20, 200)  # the same for a head on cached features (a step costs ~nothing)
+# After the head has trained alone, the whole network trains with the head at this multiple of the head's
+# found learning rate and the body groups at their smaller scales (0.01-0.22x). fastai's fine_tune halves
+# it; here halving cost 3.7 points on the demo folder (test accuracy, 3 seeds: 87.3% at 0.5, 91.0% at 1,
+# 84.5% at 2, BENCHMARKS.md "Defaults"), since the body groups' fractions already keep the body's steps small.
+BODY_LR_FACTOR = 1.0
+FALLBACK_LR = 1e-3  # when the sweep shows no fall of the loss at all (said so in the log)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A value the run chose and why (one sentence)."""
+
+    value: Any
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "why": self.why}
+
+
+def choose_batch_size(n_train: int) -> Choice:
+    """The largest power of two giving at least ``STEPS_PER_EPOCH`` steps an epoch, within ``BATCH_RANGE``.
+
+    Example:
+        >>> choose_batch_size(96).value, choose_batch_size(480).value, choose_batch_size(50_000).value
+        (8, 32, 64)
+    """
+    low, high = BATCH_RANGE
+    size = 2 ** int(math.log2(max(1, n_train // STEPS_PER_EPOCH))) if n_train >= STEPS_PER_EPOCH else 1
+    size = max(low, min(high, size))
+    return Choice(size, f"{n_train} training images: batches of {size} give {math.ceil(n_train / size)} steps an "
+                        f"epoch (batch size a power of two in {low}-{high}, at least {STEPS_PER_EPOCH} steps when "
+                        "the images allow)")
+
+
+def _epochs(steps_per_epoch: int, target: int, bounds: tuple[int, int], what: str) -> Choice:
+    low, high = bounds
+    epochs = max(low, min(high, math.ceil(target / steps_per_epoch)))
+    return Choice(epochs, f"{epochs} epochs of {steps_per_epoch} steps ({what}: about {target} steps aimed at, "
+                          f"{low}-{high} epochs)")
+
+
+def head_patience(epochs: int) -> int:
+    """Early stopping of a head on cached features: a third of its epochs, at least 10."""
+    return max(10, epochs // 3)
+
+
+def _patience(epochs: int, floor: int) -> Choice:
+    patience = max(floor, epochs // 3)
+    return Choice(patience, f"stop after {patience} epochs without a better validation figure (a third of "
+                            f"{epochs}, at least {floor})")
+
+
+def choose_schedule(config: FinetuneConfig, n_train: int) -> tuple[FinetuneConfig, dict[str, Choice]]:
+    """Fill the schedule fields left None (all but ``lr``, which needs the model: ``choose_lr``).
+
+    A head on cached features (``linear``, and the head-alone phase of ``full``/``partial`` from
+    pretrained weights) gets many cheap epochs; images get about ``IMAGE_STEPS`` optimizer steps.
+
+    Returns:
+        The config with those fields set, and a ``Choice`` per field it set.
+    """
+    choices: dict[str, Choice] = {}
+    if config.batch_size is None:
+        choices["batch_size"] = choose_batch_size(n_train)
+    batch = config.batch_size or choices["batch_size"].value
+    steps = max(1, math.ceil(n_train / batch))
+    on_features = config.strategy == "linear" and config.cache_features
+    if config.epochs is None:
+        choices["epochs"] = (_epochs(steps, FEATURE_STEPS, FEATURE_EPOCHS, "a head on cached features") if on_features
+                             else _epochs(steps, IMAGE_STEPS, IMAGE_EPOCHS, "training on images"))
+    epochs = config.epochs or choices["epochs"].value
+    if config.early_stopping is None:
+        choices["early_stopping"] = _patience(epochs, 10 if on_features else 5)
+    if config.warmup_epochs is None:
+        warm = 0.0 if config.strategy == "linear" else 1.0
+        choices["warmup_epochs"] = Choice(warm, "no warm-up for a new head alone" if not warm else
+                                          "one epoch of warm-up before the body's weights move")
+    if config.head_epochs is None:
+        if config.strategy == "linear" or not config.pretrained:
+            choices["head_epochs"] = Choice(0, "no head-alone phase (" + ("the head is all that trains"
+                                            if config.strategy == "linear" else "no pretrained features") + ")")
+        else:
+            head = _epochs(steps, FEATURE_STEPS, FEATURE_EPOCHS, "the new head alone on cached features first")
+            choices["head_epochs"] = head
+    return config.with_defaults({k: c.value for k, c in choices.items()}), choices
+
+
+def choose_lr(sweep_result: Any, *, what: str, factor: float = 1.0) -> Choice:
+    """The learning rate from an LR sweep (``zoo.finetune.lr_find.LRFindResult``): its valley
+    suggestion times ``factor``, with the reason. A sweep without a fall gives ``FALLBACK_LR``, said so."""
+    if sweep_result.suggestion is None:
+        return Choice(FALLBACK_LR * factor, f"the LR sweep on {what} showed no fall of the loss; {FALLBACK_LR:g} "
+                                            "taken" + (f" x {factor:g}" if factor != 1 else ""))
+    lr = float(f"{sweep_result.suggestion * factor:.3g}")
+    scaled = f" x {factor:g} for the head once the body trains (fastai's fine_tune rule)" if factor != 1 else ""
+    return Choice(lr, f"LR finder on {what}: the valley of the loss at {sweep_result.suggestion:.3g}{scaled}")

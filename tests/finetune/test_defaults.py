@@ -1,0 +1,143 @@
+"""Defaults chosen from the data and the model: the batch size and schedule from the number of images,
+the augmentation from the input and image sizes, the learning rate by the LR finder (fastai's valley
+rule), the head trained alone before the body, ties between epochs broken by the loss; and, on a small
+real folder, the defaults against the constants they replace."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ftdata import make_folder, write_lenet_entry
+from PIL import Image
+
+from zoo.finetune import FinetuneConfig, fit
+from zoo.finetune.augment import Augmentation, choose_augmentation
+from zoo.finetune.defaults import choose_batch_size, choose_schedule
+from zoo.finetune.lr_find import LRFinder
+from zoo.finetune.train_config import is_better
+
+torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize("n_train, batch", [(5, 8), (40, 8), (96, 8), (160, 16), (480, 32), (600, 64), (60000, 64)])
+def test_batch_size_grows_with_the_images_within_8_to_64(n_train, batch):
+    choice = choose_batch_size(n_train)
+    assert choice.value == batch and str(n_train) in choice.why
+
+
+def test_schedule_fills_only_what_was_left_open():
+    small, why = choose_schedule(FinetuneConfig(strategy="full"), 96)
+    large, _ = choose_schedule(FinetuneConfig(strategy="full"), 60000)
+    assert set(why) == {"batch_size", "epochs", "early_stopping", "warmup_epochs", "head_epochs"}
+    # Few images: more epochs of small batches; many: the fewest epochs of the largest batches.
+    assert small.batch_size < large.batch_size and small.epochs > large.epochs >= 5
+    assert small.head_epochs > 0 and 1 <= small.early_stopping < small.epochs and small.lr is None
+    linear, _ = choose_schedule(FinetuneConfig(strategy="linear"), 96)
+    assert linear.head_epochs == 0 and linear.epochs > small.epochs  # a head on features: cheap epochs
+    scratch, why = choose_schedule(FinetuneConfig(strategy="full", pretrained=False), 96)
+    assert scratch.head_epochs == 0 and "no pretrained features" in why["head_epochs"].why
+    given, why = choose_schedule(FinetuneConfig(strategy="full", epochs=3, batch_size=5, early_stopping=0, lr=0.1), 96)
+    assert (given.epochs, given.batch_size, given.early_stopping) == (3, 5, 0)
+    assert "epochs" not in why and "batch_size" not in why
+    assert given.loop_config().early_stopping is None  # 0: never
+
+
+def test_augmentation_follows_the_input_and_the_image_size(tmp_path):
+    small = choose_augmentation(28, 150)
+    assert (small.kind, small.pad, small.flip) == ("shift_flip", 3, True)
+    photo_small_images = choose_augmentation(224, 150)
+    photo_large_images = choose_augmentation(224, 1000)
+    assert photo_small_images.kind == photo_large_images.kind == "resized_crop_flip"
+    assert photo_small_images.min_area > photo_large_images.min_area == 0.35
+    # Real transforms on a real image: the output is the model's input, and it varies.
+    from zoo.model import ZooModel
+    from zoo.registry.schema import Preprocessing
+
+    pre = Preprocessing(input_size=(3, 32, 32), resize=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+    model = ZooModel(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2), num_features=3 * 32 * 32, preprocessing=pre)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    for aug in (choose_augmentation(32, 90), Augmentation("resized_crop_flip", min_area=0.5, flip=True)):
+        outs = torch.stack([aug.transform(model)(image) for _ in range(8)])
+        assert outs.shape == (8, 3, 32, 32)
+        assert (outs - outs[0]).abs().amax() > 0.1  # random: not every draw the same
+    assert torch.equal(Augmentation().transform(model)(image), model.transforms(image))
+
+
+def test_valley_rule_picks_inside_the_fall_not_past_the_minimum():
+    # Flat up to lr 1e-5, falling to lr 1e-2, then climbing: the suggestion is inside the fall, well
+    # before the minimum.
+    lrs = [10 ** (-6 + 5 * i / 99) for i in range(100)]
+    losses = [2.0 if lr < 1e-5 else max(0.2, 2.0 - 0.6 * math.log10(lr / 1e-5)) + (max(0, math.log10(lr / 1e-2)) * 3)
+              for lr in lrs]
+    finder = LRFinder(beta=0.0)  # no smoothing: the curve as given
+    for lr, loss in zip(lrs, losses, strict=True):
+        finder.lrs.append(lr)
+        finder.losses.append(loss)
+    result = finder.result()
+    at = lrs.index(result.suggestion)
+    assert 1e-5 < result.suggestion < 1e-2 and losses[at + 1] < losses[at - 1]
+    assert result.suggestion < result.min_loss_lr
+
+
+def test_an_accuracy_tie_goes_to_the_lower_loss():
+    best = {"epoch": 2, "val_acc": 0.9, "val_loss": 0.30}
+    assert is_better({"epoch": 3, "val_acc": 0.9, "val_loss": 0.25}, best, "val_acc")
+    assert not is_better({"epoch": 3, "val_acc": 0.9, "val_loss": 0.35}, best, "val_acc")
+    assert is_better({"epoch": 3, "val_acc": 0.95, "val_loss": 0.50}, best, "val_acc")
+    assert not is_better({"epoch": 3, "val_loss": float("nan")}, best, "val_loss")
+    assert is_better({"epoch": 1, "val_loss": 0.2}, {}, "val_loss")
+
+
+def test_fit_with_no_options_chooses_says_why_and_trains_the_head_first(tmp_path, capsys):
+    base = write_lenet_entry(Path(os.environ["ZOO_CONFIG_DIR"]))
+    data = make_folder(tmp_path / "data", {"ants": 15, "bees": 15, "cats": 15}, size=40)
+    run = fit(base, data, out=tmp_path / "run", strategy="full", device="cpu")
+    record = json.loads((run.path / "config.json").read_text())
+    chosen = record["chosen"]
+    assert {"lr", "batch_size", "epochs", "early_stopping", "head_epochs"} <= set(chosen)
+    assert "LR finder on the new head (cached features)" in chosen["lr"]["why"]
+    config = record["config"]
+    assert config["lr"] == chosen["lr"]["value"] > 0 and config["batch_size"] == chosen["batch_size"]["value"] == 8
+    head = record["head_phase"]
+    assert head["epochs"] >= 1 and head["lr"] > 0 and head["val_acc"] is not None
+    # The pretrained side's input is 16 px: shifts and flips, not resized crops.
+    assert record["augmentation"]["kind"] == "shift_flip"
+    err = capsys.readouterr().err
+    assert "chose lr" in err and "head alone on cached features" in err and "augmentation: shift by up to 2 px" in err
+    assert len(run.history) <= config["epochs"] and run.history[-1]["train_loss"] < run.history[0]["train_loss"]
+    # A resumed run keeps what was chosen: nothing is chosen again.
+    assert run.config.lr == config["lr"] and run.config.head_epochs == chosen["head_epochs"]["value"]
+
+
+@pytest.mark.slow
+def test_on_a_small_real_folder_the_defaults_beat_the_old_constants(tmp_path):
+    """The bundled folder of real Fashion-MNIST images (five classes the embedded LeNet never saw, 40
+    per class, and a test folder of 20 per class): `fit` with no options against the constants the
+    defaults replaced (lr 1e-3, 10 epochs, batch 64, random resized crops of 35-100%, the weights of
+    the lowest validation loss)."""
+    fit_module = importlib.import_module("zoo.finetune.fit")  # the module: zoo.finetune.fit is also the function
+
+    folder = resources.files("zoo").joinpath("assets", "demo", "fashion5")
+    with resources.as_file(folder) as data:
+        defaults = fit("lenet.fmnist5", data, out=tmp_path / "defaults", strategy="full", device="cpu",
+                       progress=False)
+        saved = fit_module.choose_augmentation
+        fit_module.choose_augmentation = lambda side, image_side: Augmentation("resized_crop_flip", min_area=0.35,
+                                                                               flip=True)
+        try:
+            old = fit("lenet.fmnist5", data, out=tmp_path / "old", strategy="full", device="cpu", progress=False,
+                      lr=1e-3, epochs=10, batch_size=64, warmup_epochs=1.0, head_epochs=0, early_stopping=0,
+                      monitor="val_loss")
+        finally:
+            fit_module.choose_augmentation = saved
+    new_acc, old_acc = defaults.summary["test"]["accuracy"], old.summary["test"]["accuracy"]
+    assert defaults.summary["test"]["n"] == 100
+    assert new_acc >= 0.8 and new_acc >= old_acc + 0.2, (new_acc, old_acc)
