@@ -87,7 +87,7 @@ def warm_features(data: Path) -> None:
     from zoo.finetune.data import scan
     from zoo.finetune.fit import setup
 
-    setup(BACKBONE, scan(data), FinetuneConfig().with_options(device="cpu").with_defaults())
+    setup(BACKBONE, scan(data), FinetuneConfig().with_options(device="cpu", batch_size=64))
 
 
 def _study(out: Path, deadline: float, **kwargs) -> bool:

@@ -51,8 +51,8 @@ class FinetuneConfig:
     Example:
         >>> cfg = FinetuneConfig(strategy="full", lr=1e-3)
         >>> cfg = dataclasses.replace(cfg, epochs=5)
-        >>> cfg.with_options(batch_size=32).train.batch_size
-        32
+        >>> cfg.with_options(batch_size=32, seed=1).train.seed
+        1
     """
 
     # -- what trains (zoo.finetune.strategies)

@@ -191,7 +191,9 @@ def _base_config(kind: str, target: str, data: str | Path, config: FinetuneConfi
         base = dataclasses.replace(base, hold_out=True, plots=False).with_options(**fixed)
         builder, kwargs = _arch(target)
         return base, builder, kwargs
-    base = (config or FinetuneConfig()).with_options(**options).with_defaults().with_options(plots=False, **fixed)
+    # What the space does not set (batch size, warm-up, early stopping...) each trial's run chooses from the
+    # data, as a run with no flags does.
+    base = (config or FinetuneConfig()).with_options(**options).with_options(plots=False, **fixed)
     return base, None, {}
 
 

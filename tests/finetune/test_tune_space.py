@@ -47,7 +47,7 @@ def test_builtin_spaces_per_strategy():
     full = builtin_space("finetune", strategy="full")
     assert "unfreeze_from" not in full.names and "body_lr_scale" in full.names
     for space, strategy in ((linear, "linear"), (partial, "partial"), (full, "full")):
-        base = FinetuneConfig(strategy=strategy).with_defaults()
+        base = FinetuneConfig(strategy=strategy)
         check_space(base, space)  # every bound and choice makes a valid config
         assert set(space.names) <= set(valid_names("finetune", strategy=strategy))
 
@@ -121,9 +121,9 @@ def test_a_toml_file_and_a_json_file_give_the_same_space(tmp_path):
     kinds = {p.name: (p.kind, p.log, p.step) for p in toml.params}
     assert kinds == {"lr": ("float", True, None), "epochs": ("int", False, 5), "weight_decay": ("float", False, None),
                      "batch_size": ("categorical", False, None)}
-    config = trial_config(FinetuneConfig().with_defaults(), toml, {"lr": 0.01, "epochs": 10, "weight_decay": 0.0,
+    config = trial_config(FinetuneConfig(), toml, {"lr": 0.01, "epochs": 10, "weight_decay": 0.0,
                                                                    "batch_size": 32})
-    assert (config.lr, config.epochs, config.train.batch_size, config.train.label_smoothing) == (0.01, 10, 32, 0.1)
+    assert (config.lr, config.epochs, config.batch_size, config.train.label_smoothing) == (0.01, 10, 32, 0.1)
 
 
 # Every bad case: (file text, what the one-line message must say besides the file and key).
@@ -190,7 +190,7 @@ def test_values_the_run_refuses_fail_before_any_trial(tmp_path):
     path.write_text('optimizer = ["adamw", "adam"]\n')
     space = read_space(path, FINETUNE)  # a string, as optimizer takes: the shape is fine
     with pytest.raises(ConfigError, match=r"parameter 'optimizer' = 'adam'.*optimizer='adam' is not valid.*adamw"):
-        check_space(FinetuneConfig().with_defaults(), space)
+        check_space(FinetuneConfig(), space)
 
 
 def test_scratch_names_follow_the_architecture():
