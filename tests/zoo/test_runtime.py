@@ -75,7 +75,7 @@ def test_run_predictions_equal_zoo_predict(tmp_path, capsys):
     broken = tmp_path / "photos" / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 cut short")
     code, text, _ = zoo_cli(capsys, "predict", run, *images, broken, "--top-k", "3", "--json")
-    assert code == 1  # the broken file, after every other image is done
+    assert code == 0  # the broken file is listed with its error, never fatal while other images classify
     expected = [json.loads(line) for line in text.splitlines()]
     got = Classifier(out).predict([*images, broken], top_k=3)
     assert [r["image"] for r in got] == [r["image"] for r in expected] == [str(p) for p in [*images, broken]]
