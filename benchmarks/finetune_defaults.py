@@ -160,7 +160,7 @@ def _old_augmentation():
     from zoo.finetune.augment import Augmentation
 
     saved = fit_module.choose_augmentation
-    fit_module.choose_augmentation = lambda side, image_side: Augmentation(
+    fit_module.choose_augmentation = lambda side, image_side, per_class=None: Augmentation(
         "resized_crop_flip", min_area=0.35, flip=True, why="the old constant default")
     return lambda: setattr(fit_module, "choose_augmentation", saved)
 

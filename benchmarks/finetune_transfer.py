@@ -132,7 +132,7 @@ def main() -> None:
         from zoo.finetune.augment import Augmentation
 
         fit_module = importlib.import_module("zoo.finetune.fit")  # the module: zoo.finetune.fit is also the function
-        fit_module.choose_augmentation = lambda side, image_side: Augmentation(
+        fit_module.choose_augmentation = lambda side, image_side, per_class=None: Augmentation(
             "resized_crop_flip", min_area=args.crop_scale, flip=True, why="--crop-scale")
 
     data = load_fmnist()

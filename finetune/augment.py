@@ -3,6 +3,7 @@
 Owns ``Augmentation`` (what a run does to each training image, with the reason, recorded in the run)
 and ``choose_augmentation``, the policy:
 
+* a **small input** with few images (under ``FEW_PER_CLASS`` a class): none, as measured;
 * a **small input** (a side of at most ``SMALL_INPUT`` pixels, as LeNet's 28 or CIFAR's 32): the image
   goes through the model's own inference transform, then a random shift (pad by an eighth of the side,
   reflected, and crop back) and a horizontal flip: the CIFAR recipe. A random resized crop at such
@@ -22,10 +23,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Augmentation", "choose_augmentation", "NO_AUGMENTATION", "SMALL_INPUT", "MIN_CROP_PIXELS",
+__all__ = ["Augmentation", "choose_augmentation", "NO_AUGMENTATION", "SMALL_INPUT", "FEW_PER_CLASS", "MIN_CROP_PIXELS",
            "MIN_CROP_AREA", "MAX_CROP_AREA"]
 
 SMALL_INPUT = 64  # input sides up to this get shifts and flips, larger ones random resized crops
+# Below this many training images a class, a small input gets no augmentation at all: on 28 px folders of
+# 16-40 images a class, shifts and flips cost 6-12 points in every setting measured (BENCHMARKS.md, Defaults).
+FEW_PER_CLASS = 100
 MIN_CROP_AREA = 0.35  # the smallest crop of a large photo (fastai's min_scale; timm's ImageNet default is 0.08)
 MAX_CROP_AREA = 0.8  # the smallest crop is never above this share of the area, so some scale jitter stays
 MIN_CROP_PIXELS = 0.6  # a crop keeps at least this x the input side in the image's own pixels, per side
@@ -87,16 +91,22 @@ class Augmentation:
 NO_AUGMENTATION = Augmentation(why="augmentation turned off")
 
 
-def choose_augmentation(input_side: int, image_side: int | None) -> Augmentation:
+def choose_augmentation(input_side: int, image_side: int | None, per_class: float | None = None) -> Augmentation:
     """The augmentation for a model whose input is ``input_side`` pixels square, trained on images whose
-    median shorter side is ``image_side`` (None: unknown, taken as large).
+    median shorter side is ``image_side`` (None: unknown, taken as large), ``per_class`` training images
+    per class on average (None: unknown, taken as many).
 
     Example:
         >>> choose_augmentation(28, 150).describe()
         'shift by up to 3 px and flip'
+        >>> choose_augmentation(28, 150, per_class=20).kind
+        'none'
         >>> choose_augmentation(224, 150).min_area
         0.8
     """
+    if input_side <= SMALL_INPUT and per_class is not None and per_class < FEW_PER_CLASS:
+        return Augmentation("none", why=f"the input is small ({input_side} px) and there are few images "
+                                        f"({per_class:.0f} a class): shifts and flips cost accuracy there")
     if input_side <= SMALL_INPUT:
         pad = max(1, input_side // 8)
         return Augmentation("shift_flip", pad=pad, flip=True,

@@ -128,13 +128,15 @@ def _features(net: ZooModel, split: Split, config: FinetuneConfig, progress: boo
 
 
 def _augmentation(net: ZooModel, split: Split) -> Augmentation:
-    """The augmentation for this model's input and these images (their median shorter side)."""
+    """The augmentation for this model's input and these images (their median shorter side and how many
+    a class)."""
     from .datasets import infer_input
 
     if net.preprocessing is None:
         return NO_AUGMENTATION
     image_side = infer_input(split.paths("train"))[0] if split.train else None
-    return choose_augmentation(min(net.preprocessing.crop), image_side)
+    per_class = len(split.train) / max(1, split.num_classes)
+    return choose_augmentation(min(net.preprocessing.crop), image_side, per_class)
 
 
 def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConfig | None = None, *,

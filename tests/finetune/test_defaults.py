@@ -53,6 +53,10 @@ def test_schedule_fills_only_what_was_left_open():
 def test_augmentation_follows_the_input_and_the_image_size(tmp_path):
     small = choose_augmentation(28, 150)
     assert (small.kind, small.pad, small.flip) == ("shift_flip", 3, True)
+    assert choose_augmentation(28, 150, per_class=500).kind == "shift_flip"
+    few = choose_augmentation(28, 150, per_class=20)  # measured: shifts and flips cost accuracy there
+    assert few.kind == "none" and "few images (20 a class)" in few.why
+    assert choose_augmentation(224, 150, per_class=20).kind == "resized_crop_flip"
     photo_small_images = choose_augmentation(224, 150)
     photo_large_images = choose_augmentation(224, 1000)
     assert photo_small_images.kind == photo_large_images.kind == "resized_crop_flip"
@@ -108,10 +112,10 @@ def test_fit_with_no_options_chooses_says_why_and_trains_the_head_first(tmp_path
     assert config["lr"] == chosen["lr"]["value"] > 0 and config["batch_size"] == chosen["batch_size"]["value"] == 8
     head = record["head_phase"]
     assert head["epochs"] >= 1 and head["lr"] > 0 and head["val_acc"] is not None
-    # The pretrained side's input is 16 px: shifts and flips, not resized crops.
-    assert record["augmentation"]["kind"] == "shift_flip"
+    # The pretrained side's input is 16 px and there are 12 training images a class: no augmentation.
+    assert record["augmentation"]["kind"] == "none"
     err = capsys.readouterr().err
-    assert "chose lr" in err and "head alone on cached features" in err and "augmentation: shift by up to 2 px" in err
+    assert "chose lr" in err and "head alone on cached features" in err and "few images (12 a class)" in err
     assert len(run.history) <= config["epochs"] and run.history[-1]["train_loss"] < run.history[0]["train_loss"]
     # A resumed run keeps what was chosen: nothing is chosen again.
     assert run.config.lr == config["lr"] and run.config.head_epochs == chosen["head_epochs"]["value"]
@@ -130,8 +134,8 @@ def test_on_a_small_real_folder_the_defaults_beat_the_old_constants(tmp_path):
         defaults = fit("lenet.fmnist5", data, out=tmp_path / "defaults", strategy="full", device="cpu",
                        progress=False)
         saved = fit_module.choose_augmentation
-        fit_module.choose_augmentation = lambda side, image_side: Augmentation("resized_crop_flip", min_area=0.35,
-                                                                               flip=True)
+        fit_module.choose_augmentation = lambda side, image_side, per_class=None: Augmentation(
+            "resized_crop_flip", min_area=0.35, flip=True)
         try:
             old = fit("lenet.fmnist5", data, out=tmp_path / "old", strategy="full", device="cpu", progress=False,
                       lr=1e-3, epochs=10, batch_size=64, warmup_epochs=1.0, head_epochs=0, early_stopping=0,
