@@ -306,18 +306,9 @@ def _start(model: Any, data_dir: Path, config: FinetuneConfig | None, options: d
 def _resume(model: Any, out: str | Path | None, config: FinetuneConfig | None, changes: dict[str, Any],
             command: str | None) -> tuple[RunDir, FinetuneConfig, dict[str, Any], Split, Any]:
     """An interrupted run: its stored config with ``changes``, its record, split (re-verified) and model."""
-    from .record import resume_config
+    from .record import open_resumed
 
-    if out is None:
-        raise RunError("resume needs the run folder: pass out=... (--out RUN_DIR) of the interrupted run.")
-    if config is not None:
-        raise ConfigError("resume continues with the stored config; pass only the options to change, as keywords "
-                          "(epochs=..., device=...).", option="config")
-    run_dir = RunDir(out)
-    config, record = resume_config(run_dir, changes)
-    if changes:
-        record["config"] = config.to_dict()
-        record.setdefault("resumed", []).append({"command": command, "changed": sorted(changes)})
+    run_dir, config, record = open_resumed(out, config, changes, command)
     split = run_dir.read_split(verify=True)
     model_ref = model if isinstance(model, ZooModel) else (record.get("model") or record["base"]["name"])
     return run_dir, config, record, split, model_ref

@@ -30,8 +30,8 @@ from .loop import TrainResult, evaluate, is_better
 from .metrics import classification_report
 from .rundir import RunDir
 
-__all__ = ["RECORD_VERSION", "new_record", "base_info", "resume_config", "folder_identity", "BestWeights",
-           "restore_best", "part_reports", "finish_run"]
+__all__ = ["RECORD_VERSION", "new_record", "base_info", "open_resumed", "resume_config", "folder_identity",
+           "BestWeights", "restore_best", "part_reports", "finish_run"]
 
 RECORD_VERSION = 2  # 1: options in "options", no "kind"/"data" (runs before FinetuneConfig)
 
@@ -76,6 +76,29 @@ def folder_identity(split: Split) -> dict[str, Any]:
     return {"kind": "folder", "name": split.root.name, "root": str(split.root), "layout": split.layout,
             "classes": list(split.classes), "sizes": {p: len(v) for p, v in split.parts.items()},
             "sha256": h.hexdigest()}
+
+
+def open_resumed(out: Any, config: FinetuneConfig | None, changes: dict[str, Any],
+                 command: str | None = None) -> tuple[RunDir, FinetuneConfig, dict[str, Any]]:
+    """The folder, stored config (with ``changes``) and record of the interrupted run in ``out``, the
+    record noting the resume when options changed (``fit`` and ``train_scratch`` alike).
+
+    Raises:
+        RunError: no ``out``, nothing to resume there, or a record this zoo cannot read.
+        ConfigError: a whole ``config`` given (only changes are), or a change names no option.
+    """
+    if out is None:
+        raise RunError("resume needs the run folder: pass out=... (--out RUN_DIR) of the interrupted run.")
+    if config is not None:
+        raise ConfigError("resume continues with the stored config; pass only the options to change, as keywords "
+                          "(epochs=..., device=...).", option="config")
+    run_dir = RunDir(out)
+    config, record = resume_config(run_dir, changes)
+    if changes:
+        record["config"] = config.to_dict()
+        note = {"command": command} if command is not None else {}
+        record.setdefault("resumed", []).append({**note, "changed": sorted(changes)})
+    return run_dir, config, record
 
 
 def resume_config(run_dir: RunDir, changes: dict[str, Any]) -> tuple[FinetuneConfig, dict[str, Any]]:

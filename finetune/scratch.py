@@ -28,7 +28,7 @@ from .data import Split, scan
 from .datasets import BUILTIN, TensorImageDataset, infer_input, load_dataset, split_tensors, tensor_digest
 from .loop import TrainConfig, TrainResult, train
 from .recipes import recipe_for
-from .record import BestWeights, finish_run, folder_identity, new_record, part_reports, restore_best, resume_config
+from .record import BestWeights, finish_run, folder_identity, new_record, open_resumed, part_reports, restore_best
 from .run import Run
 from .rundir import RunDir
 
@@ -311,17 +311,7 @@ def _open(arch: str, data: str | Path, config: FinetuneConfig | None, options: d
           out: str | Path | None, resume: bool) -> tuple[RunDir, FinetuneConfig, dict[str, Any] | None]:
     """The folder and config of a new run, or of the interrupted run in ``out`` (with its record)."""
     if resume:
-        if out is None:
-            raise RunError("resume needs the run folder: pass out=... (--out RUN_DIR) of the interrupted run.")
-        if config is not None:
-            raise ConfigError("resume continues with the stored config; pass only the options to change, as "
-                              "keywords (epochs=..., device=...).", option="config")
-        run_dir = RunDir(out)
-        config, record = resume_config(run_dir, options)
-        if options:
-            record["config"] = config.to_dict()
-            record.setdefault("resumed", []).append({"changed": sorted(options)})
-        return run_dir, config, record
+        return open_resumed(out, config, options)
     config = (config or scratch_config(arch)).with_options(**options)
     place = env.distributed()
     if out is None and place.world > 1:
