@@ -277,7 +277,8 @@ def _run_epochs(run: _Run, state: TrainState, train_data: Any, val_data: Any) ->
     state.restore_rng(run.device)  # last, so nothing drawn during set-up shifts the generators
     stopped = False
     try:
-        while not stopped and state.epoch < cfg.epochs and state.step < run.total_steps:
+        # An epoch whose last step ran but whose end did not (an interrupt right after it) still ends.
+        while not stopped and state.epoch < cfg.epochs and (state.step < run.total_steps or state.batch > 0):
             _train_epoch(run, state, train_data)
             stopped = _end_epoch(run, state, val_data)
             if run.interrupt.requested:

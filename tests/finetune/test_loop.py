@@ -108,6 +108,25 @@ def test_a_short_interval_checkpoints_within_the_epoch(tmp_path):
     assert seen == [(0, b) for b in range(1, 17)] + [(1, 0)]
 
 
+def test_an_interrupt_after_the_last_step_still_ends_that_epoch_on_resume(tmp_path):
+    """Stopped right after an epoch's last step, before its end: a resume that has no steps left still
+    evaluates and logs that epoch."""
+
+    def interrupt(info):
+        if info["step"] == 16:  # the last step of epoch 1 (16 batches an epoch)
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(**{**CFG, "epochs": 2}, checkpoint_interval=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(mlp(), blobs(), blobs(64, 1), cfg, run_dir=tmp_path, progress=False,
+              callbacks={"on_step_end": [interrupt]})
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (0, 16, 16)
+    result = train(mlp(), blobs(), blobs(64, 1), TrainConfig(**{**CFG, "epochs": 1}, checkpoint_interval=0),
+                   run_dir=tmp_path, progress=False, resume=True)
+    assert [row["epoch"] for row in result.history] == [1] and result.steps == 16
+
+
 def _same_state(a: TrainState, b: TrainState) -> None:
     for name in ("epoch", "batch", "step", "epoch_loss", "epoch_correct", "epoch_samples", "epoch_seconds",
                  "history", "best", "bad_epochs", "elapsed", "config"):
