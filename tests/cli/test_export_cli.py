@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from zoo.cli.main import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clirun import zoo_cli  # noqa: E402
 
 for _module in ("onnx", "onnxscript", "onnxruntime"):
     pytest.importorskip(_module, reason="the export extra is not installed: pip install 'zoo[export]'")
@@ -21,14 +23,6 @@ def _two_threads():
     torch.set_num_threads(2)
 
 
-def zoo_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as err:
-        code = err.code if isinstance(err.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_export_prints_parity_and_the_folder(tmp_path, capsys):

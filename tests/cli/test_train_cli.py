@@ -18,17 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
 from ftdata import make_folder  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.cli.main import main  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clirun import zoo_cli  # noqa: E402
 
 
-def zoo_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as err:
-        code = err.code if isinstance(err.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,14 @@ import gzip
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from zoo.cli.main import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clirun import zoo_cli  # noqa: E402
 from zoo.errors import DataError
 from zoo.finetune import datasets
 
@@ -23,14 +25,6 @@ pytest.importorskip("optuna", reason="zoo tune needs optuna (pip install zoo[tun
 DEMO = Path(__file__).resolve().parents[2] / "zoo" / "assets" / "demo" / "fashion5"
 
 
-def zoo_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as err:
-        code = err.code if isinstance(err.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.cli.main import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clirun import zoo_cli  # noqa: E402
 from zoo.errors import ExportError, ImageError
 from zoo.runtime import Classifier, Features
 
@@ -40,14 +41,6 @@ def _two_threads():
     torch.set_num_threads(2)
 
 
-def zoo_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as err:
-        code = err.code if isinstance(err.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
