@@ -98,8 +98,11 @@ def setup(model: str | Path | ZooModel, split: Split, config: FinetuneConfig, *,
                    unfreeze_from=config.unfreeze_from, head=config.head, hidden=config.hidden,
                    dropout=config.dropout, discriminative=config.pretrained, body_lr_scale=config.body_lr_scale)
     on_features = config.strategy == "linear" and config.cache_features
-    feats, data = (_features(net, split, config, progress) if on_features or (head_features and config.cache_features)
-                   else (None, None))
+    # A head on cached features is evaluated on them, test part included; the head-alone phase needs
+    # only the parts it trains and selects on (the test images are later read by the trained network).
+    parts = split.parts if on_features else ("train", "val")
+    feats, data = (_features(net, split, config, progress, parts)
+                   if on_features or (head_features and config.cache_features) else (None, None))
     if on_features:
         return Setup(net, plan, split, net.head, data["train"], data["val"], features=feats)
     augmentation = _augmentation(net, split) if config.augment else NO_AUGMENTATION
@@ -109,15 +112,15 @@ def setup(model: str | Path | ZooModel, split: Split, config: FinetuneConfig, *,
     return Setup(net, plan, split, net, train_data, val_data, augmentation=augmentation, head_data=data)
 
 
-def _features(net: ZooModel, split: Split, config: FinetuneConfig, progress: bool
+def _features(net: ZooModel, split: Split, config: FinetuneConfig, progress: bool, parts: Any
               ) -> tuple[dict[str, Any], dict[str, Dataset]]:
-    """The frozen body's features of every part (from the cache when the same model saw the same files)."""
+    """The frozen body's features of ``parts`` (from the cache when the same model saw the same files)."""
     from .features import cached_features, model_key
 
     loop, key = config.train, model_key(net)
     feats: dict[str, Any] = {}
     data: dict[str, Dataset] = {}
-    for part in split.parts:
+    for part in (p for p in parts if p in split.parts):
         x, hit, path = cached_features(net, split.paths(part), split.hashes(part), batch_size=64,
                                        device=resolve_device(loop.device), num_workers=loop.num_workers,
                                        progress=progress, key=key)

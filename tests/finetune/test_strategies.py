@@ -13,7 +13,7 @@ from zoo.errors import UnknownLayerError
 from zoo.finetune.data import scan
 from zoo.finetune.features import cached_features, model_key
 from zoo.finetune.loop import TrainConfig, train
-from zoo.finetune.strategies import layer_groups, prepare
+from zoo.finetune.strategies import FULL_BODY_LR_SCALE, layer_groups, prepare
 
 
 def _bn_state(model):
@@ -62,7 +62,7 @@ def test_full_discriminative_learning_rates():
     model = tiny_model()
     plan = prepare(model, "full", num_classes=3)
     scales = [g["lr_scale"] for g in plan.groups]
-    assert scales == sorted(scales) and scales[0] == pytest.approx(0.01) and scales[-1] == 1.0
+    assert scales == sorted(scales) and scales[0] == pytest.approx(FULL_BODY_LR_SCALE) == 0.1 and scales[-1] == 1.0
     assert 3 <= len(scales) <= 4
     assert plan.frozen == 0 and not model.frozen_modules
     # Every trainable parameter is in exactly one optimizer group.

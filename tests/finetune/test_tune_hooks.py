@@ -94,8 +94,8 @@ def test_fit_runs_on_the_split_it_is_given(tmp_path):
 
 
 @pytest.mark.parametrize("strategy, scale, expected", [("partial", 0.3, [0.3]), ("partial", None, [0.1]),
-                                                       ("full", 0.1, [0.1, 0.215443, 0.464159]),
-                                                       ("full", None, [0.01, 0.046416, 0.215443])])
+                                                       ("full", 0.01, [0.01, 0.046416, 0.215443]),
+                                                       ("full", None, [0.1, 0.215443, 0.464159])])
 def test_body_lr_scale_sets_the_body_learning_rates(strategy, scale, expected):
     plan = prepare(tiny_model(3), strategy, num_classes=3, body_lr_scale=scale)
     body = [g["lr_scale"] for g in plan.groups if g["name"] != "head"]
