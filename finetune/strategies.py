@@ -31,7 +31,8 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.model import ZooModel
 
-__all__ = ["STRATEGIES", "HEADS", "Plan", "prepare", "layer_groups", "FULL_BODY_LR_SCALE", "FULL_GROUPS", "PARTIAL_LR_SCALE"]
+__all__ = ["STRATEGIES", "HEADS", "Plan", "prepare", "layer_groups", "FULL_BODY_LR_SCALE", "FULL_GROUPS",
+           "PARTIAL_LR_SCALE"]
 
 STRATEGIES = ("linear", "partial", "full")
 HEADS = ("linear", "mlp")
