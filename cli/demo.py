@@ -75,9 +75,10 @@ def demo_cmd(out: Path, strategy: str, epochs: int | None, quiet: bool) -> None:
                   **({"epochs": epochs} if epochs else {}))
         summary = run.summary
         val = summary.get("val", {})
+        kept = summary.get("weights_epoch")
         echo(f"    validation accuracy {val.get('accuracy', float('nan')):.1%} with the weights of epoch "
-             f"{summary.get('weights_epoch')} of {len(run.history)} "
-             f"(the best {monitor_text(run.config.train.monitor)})")
+             f"{kept} of {len(run.history)} (the best {monitor_text(run.config.train.monitor)}"
+             + (": the head alone, the body as pretrained)" if kept == 0 else ")"))
 
         test_dir = data_dir / "test"
         if test_dir.is_dir():

@@ -177,7 +177,8 @@ def _print_summary(run: Any, summary: dict[str, Any], *, confusion: bool) -> Non
 
         best = summary.get("weights") == "best"
         how = f"the best by {monitor_text(run.config.train.monitor)}" if best else "the last"
-        click.echo(f"weights: epoch {kept} of {summary.get('epochs_run')} ({how})")
+        head = ": the head alone, the body as pretrained (no epoch that trained the body beat it)" if kept == 0 else ""
+        click.echo(f"weights: epoch {kept} of {summary.get('epochs_run')} ({how}{head})")
     click.echo(f"run: {run.path}  (model card: {run.dir.card})")
     click.echo(f"load it: zoo.load({str(run.path)!r})   or   zoo predict {run.path} IMAGE...")
 

@@ -98,8 +98,12 @@ def _weights_text(run_dir: RunDir, summary: dict[str, Any], monitor: str) -> str
     monitored = next((k for k in (monitor, "val_loss", "train_loss") if k in best), "")
     tie = (f", ties broken by the lower {monitored.removesuffix('acc')}loss".replace("_", " ")
            if monitored.endswith("acc") else "")
-    return (f"The saved weights are epoch {epoch}'s of {n}, the best by {monitored.replace('_', ' ')} "
-            f"({best.get(monitored, float('nan')):.4f}{tie}); {files}")
+    value = f"{monitored.replace('_', ' ')} ({best.get(monitored, float('nan')):.4f}{tie})"
+    if epoch == 0:
+        return (f"The saved weights are epoch 0's: the pretrained body as it was, under the new head trained "
+                f"alone on its cached features; none of the {n} epochs that trained the body beat it on {value}; "
+                f"{files}")
+    return f"The saved weights are epoch {epoch}'s of {n}, the best by {value}; {files}"
 
 
 def write_card(run_dir: RunDir, record: dict[str, Any], summary: dict[str, Any], split: Split | None) -> Path:

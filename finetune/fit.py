@@ -206,8 +206,12 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
     if on_setup is not None:
         on_setup(s)
     run_dir.write_record(record)
-    result = _train(s, config, run_dir, resume=resume, progress=progress is not False, callbacks=callbacks)
-    return _finish(s, config, run_dir, record, result)
+    baseline = head_baseline(record.get("head_phase"), config.train.monitor)
+    if baseline and not resume and _writes():
+        run_dir.save_best(s.target, 0)  # the candidate to beat: the pretrained body under the trained head
+    result = _train(s, config, run_dir, resume=resume, progress=progress is not False, callbacks=callbacks,
+                    baseline=baseline)
+    return _finish(s, config, run_dir, record, result, baseline)
 
 
 def _choose(model: Any, split: Split, config: FinetuneConfig, *, progress: bool) -> tuple[Setup, FinetuneConfig]:
@@ -327,23 +331,42 @@ def _python_command(model: Any, data_dir: Path, config: FinetuneConfig) -> str:
     return f"zoo.finetune.fit({name!r}, {str(data_dir)!r}{shown})"
 
 
-def _train(s: Setup, config: FinetuneConfig, run_dir: RunDir, *, resume: bool, progress: bool,
-           callbacks: dict[str, list[Callable]] | None) -> TrainResult:
-    """The loop over ``s.target``, with the best epoch's weights kept in the run folder."""
+def head_baseline(head_phase: dict[str, Any] | None, monitor: str) -> dict[str, Any] | None:
+    """The head-alone phase as epoch 0 of the run (its validation figures are the whole network's with
+    the body as pretrained, so the epochs that train the body must beat it to be kept), or None when
+    there was no such phase or it has no figure for ``monitor``."""
+    if not head_phase or head_phase.get(monitor) is None:
+        return None
+    return {"epoch": 0, "val_acc": head_phase.get("val_acc"), "val_loss": head_phase.get("val_loss"),
+            "phase": "head alone"}
+
+
+def _writes() -> bool:
     from zoo.registry import env
 
+    return env.distributed().rank == 0
+
+
+def _train(s: Setup, config: FinetuneConfig, run_dir: RunDir, *, resume: bool, progress: bool,
+           callbacks: dict[str, list[Callable]] | None, baseline: dict[str, Any] | None = None) -> TrainResult:
+    """The loop over ``s.target``, with the best epoch's weights kept in the run folder (``baseline``:
+    an epoch 0 to beat, the head-alone phase's)."""
     cfg = config.loop_config()
     events = {k: list(v) for k, v in (callbacks or {}).items()}
     # First, so a caller's callback that stops the run cannot skip it.
-    events.setdefault("on_epoch_end", []).insert(0, BestWeights(run_dir, cfg.monitor,
-                                                                write=env.distributed().rank == 0))
+    events.setdefault("on_epoch_end", []).insert(0, BestWeights(run_dir, cfg.monitor, write=_writes(),
+                                                                baseline=baseline))
     return train(s.target, s.train_data, s.val_data, cfg, run_dir=run_dir.path, param_groups=s.plan.param_groups,
                  resume=resume, progress=progress, callbacks=events)
 
 
-def _finish(s: Setup, config: FinetuneConfig, run_dir: RunDir, record: dict[str, Any], result: TrainResult) -> Run:
-    """The best epoch's weights back in place, the reports per part, and the finished folder."""
+def _finish(s: Setup, config: FinetuneConfig, run_dir: RunDir, record: dict[str, Any], result: TrainResult,
+            baseline: dict[str, Any] | None = None) -> Run:
+    """The best epoch's weights back in place (epoch 0: the head alone, when no epoch beat it), the
+    reports per part, and the finished folder."""
     weights_epoch = restore_best(run_dir, s.target, result)
+    if weights_epoch == 0 and baseline:
+        result = dataclasses.replace(result, best=baseline)
     cfg = config.loop_config()
     reports = part_reports(s.target, _eval_parts(s), s.split.classes, batch_size=cfg.eval_batch_size,
                            device=cfg.device)

@@ -129,17 +129,20 @@ class BestWeights:
     """``on_epoch_end`` callback: when an epoch beats every earlier one on the monitored metric, its
     weights go to the run folder,
     so they survive an interruption and ``restore_best`` can put them back at the end. The rule is the
-    loop's ``is_better`` (an accuracy tie goes to the lower loss)."""
+    loop's ``is_better`` (an accuracy tie goes to the lower loss). ``baseline``: a row of epoch 0 whose
+    weights are already saved (the head-alone phase of fine-tuning), which an epoch must beat too."""
 
-    def __init__(self, run_dir: RunDir, monitor: str, *, write: bool = True):
-        self.run_dir, self.monitor, self.write = run_dir, monitor, write
+    def __init__(self, run_dir: RunDir, monitor: str, *, write: bool = True, baseline: dict[str, Any] | None = None):
+        self.run_dir, self.monitor, self.write, self.baseline = run_dir, monitor, write, baseline
 
     def __call__(self, info: dict[str, Any]) -> None:
         row, history = info["row"], info["history"]
         key = self.monitor if self.monitor in row else "train_loss"
         best: dict[str, Any] = {}
-        for earlier in sorted((r for r in history if r is not row and r["epoch"] < row["epoch"]),
-                              key=lambda r: r["epoch"]):
+        earlier_rows = [r for r in history if r is not row and r["epoch"] < row["epoch"]]
+        if self.baseline and key in self.baseline:
+            earlier_rows.append(self.baseline)
+        for earlier in sorted(earlier_rows, key=lambda r: r["epoch"]):
             if is_better(earlier, best, key):
                 best = earlier
         if self.write and is_better(row, best, key):
@@ -148,7 +151,8 @@ class BestWeights:
 
 def restore_best(run_dir: RunDir, target: nn.Module, result: TrainResult) -> int | None:
     """Load the best epoch's weights (kept by ``BestWeights``) into ``target``; return that epoch (the
-    last epoch when the last was best, None when the run trained no epoch)."""
+    last epoch when the last was best, 0 for a baseline's weights that no epoch beat, None when the run
+    trained no epoch)."""
     last = result.history[-1]["epoch"] if result.history else None
     epoch = run_dir.best_epoch()
     if epoch is None or epoch == last:

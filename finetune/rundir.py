@@ -163,7 +163,8 @@ class RunDir:
         from safetensors import safe_open
 
         with safe_open(str(self.best), framework="pt") as fh:
-            return int((fh.metadata() or {}).get("epoch", 0)) or None
+            epoch = (fh.metadata() or {}).get("epoch")
+        return int(epoch) if epoch is not None else None
 
     def load_best(self, module: nn.Module) -> None:
         state = read_state_dict(self.best, format="safetensors")

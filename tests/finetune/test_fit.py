@@ -186,3 +186,27 @@ def test_sigkill_mid_epoch_resumes_to_the_same_result(tmp_path, base, data):
     assert a[-1]["train_loss"] == pytest.approx(b[-1]["train_loss"], rel=0.05, abs=0.02)
     assert a[-1]["val_loss"] == pytest.approx(b[-1]["val_loss"], rel=0.05, abs=0.02)
     assert abs(resumed.summary["val"]["accuracy"] - straight.summary["val"]["accuracy"]) <= 1 / 6 + 1e-9
+
+
+def test_the_head_alone_is_kept_when_no_epoch_that_trains_the_body_beats_it(tmp_path, base, data):
+    """From pretrained weights the new head first trains alone; its validation figures are epoch 0's. A
+    body phase that only makes things worse (every weight zeroed after each step: constant outputs) is
+    not kept: the saved model is the pretrained body under the trained head."""
+    pretrained = {k: v.clone() for k, v in zoo.load(base).state_dict().items() if not k.startswith("head.")}
+
+    def zero(info):
+        with torch.no_grad():
+            for p in info["model"].parameters():
+                p.zero_()
+
+    run = fit(base, data, out=tmp_path / "run", strategy="full", epochs=2, early_stopping=0, progress=False,
+              device="cpu", callbacks={"on_step_end": [zero]})
+    head = run.record["head_phase"]
+    assert head["val_acc"] > 0.5  # the head alone learned something: the zeroed epochs (1/3 right) are worse
+    assert [r["val_acc"] for r in run.history] == pytest.approx([1 / 3, 1 / 3])
+    assert run.summary["weights_epoch"] == 0 and run.summary["best_epoch"]["phase"] == "head alone"
+    saved = zoo.load(run.path).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in pretrained.items())
+    assert run.summary["val"]["accuracy"] == pytest.approx(head["val_acc"])
+    assert "The saved weights are epoch 0's: the pretrained body as it was" in (run.path / "README.md").read_text()
+    assert not (run.path / "best.safetensors").exists()
