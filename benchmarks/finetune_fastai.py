@@ -11,6 +11,10 @@ described there as fastai's docs do for a custom architecture (cut -1: the torch
 `features`; default_split; ImageNet stats, so vision_learner adds the normalisation); fine_tune's
 defaults (one frozen epoch at 2e-3, then `epochs` unfrozen with discriminative LRs).
 
+``--arch resnet18``: the second case, timm's ResNet-18 from random weights on both sides: fastai's
+``vision_learner(dls, "resnet18", pretrained=False)`` (fastai builds it through timm) and zoo's
+``fit("resnet18.a1_in1k", folder, pretrained=False, strategy="full", epochs=N)``.
+
 The zoo side: fit(name, folder, strategy="full", epochs=N) and nothing else (the LR finder, the head
 alone on cached features, the augmentation, batch size and early stopping are its defaults). Its wall
 time includes computing the cached features of every part and the test evaluation; fastai's includes
@@ -36,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 REAL = Path(os.environ.get("ZOO_REAL", HERE.parents[1] / "shared" / "real"))
 WEIGHTS = REAL / "torch" / "mobilenet_v2-b0353104.pth"
 ZOO_NAME = "mobilenet_v2.tv_imagenet1k_v1"  # torchvision's enum name for that file
+TIMM_RESNET18 = "resnet18.a1_in1k"  # timm's ResNet-18 (built from random weights: no file is read)
 WORK = Path(os.environ.get("ZOO_BENCH_WORK", Path(tempfile.gettempdir()) / "zoo-finetune-fastai"))
 
 
@@ -58,13 +63,14 @@ def fastai_worker(job: dict) -> dict:
 
     # fastai's way to describe an architecture it does not know: where to cut, how to split, the stats
     model_meta[mobilenet_v2] = {"cut": -1, "split": default_split, "stats": imagenet_stats}
+    arch, pretrained = (mobilenet_v2, True) if job["arch"] == "mobilenet_v2" else ("resnet18", False)
     items = [Path(p) for p in job["train"] + job["val"]]
     start = time.perf_counter()
     block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=parent_label,
                       splitter=IndexSplitter(range(len(job["train"]), len(items))), item_tfms=Resize(224),
                       batch_tfms=aug_transforms())
     dls = block.dataloaders(items, bs=64, num_workers=0)
-    learn = vision_learner(dls, mobilenet_v2, metrics=accuracy)
+    learn = vision_learner(dls, arch, pretrained=pretrained, metrics=accuracy)
     with learn.no_bar(), learn.no_logging():
         learn.fine_tune(job["epochs"])
         test = dls.test_dl([Path(p) for p in job["test"]], with_labels=True)
@@ -73,15 +79,18 @@ def fastai_worker(job: dict) -> dict:
     return {"test": float((preds.argmax(1) == targets).float().mean()), "seconds": round(seconds, 1)}
 
 
-def zoo_side(folder: Path, seed: int, epochs: int, out: Path) -> dict:
-    """zoo's side: fit with no option but the epochs (and the seed, the device, no bars)."""
+def zoo_side(folder: Path, seed: int, epochs: int, out: Path, arch: str) -> dict:
+    """zoo's side: fit with no option but the epochs (and the seed, the device, no bars; from random
+    weights for ``resnet18``)."""
     import shutil
 
     from zoo.finetune import fit
 
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    run = fit(ZOO_NAME, folder, out=out, strategy="full", epochs=epochs, seed=seed, device="cpu", progress=False)
+    name, pretrained = (ZOO_NAME, True) if arch == "mobilenet_v2" else (TIMM_RESNET18, False)
+    run = fit(name, folder, out=out, strategy="full", epochs=epochs, seed=seed, device="cpu", progress=False,
+              pretrained=pretrained)
     seconds = time.perf_counter() - start
     chosen = {k: v["value"] for k, v in (run.record.get("chosen") or {}).items()}
     return {"test": run.summary["test"]["accuracy"], "seconds": round(seconds, 1), "chosen": chosen,
@@ -102,6 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fastai-python", type=Path, help="a Python with fastai installed")
     parser.add_argument("--folder", default="photos20", choices=["photos20", "photos100", "mnist"])
+    parser.add_argument("--arch", default="mobilenet_v2", choices=["mobilenet_v2", "resnet18"],
+                        help="mobilenet_v2: the real ImageNet weights; resnet18: timm's, from random weights")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
@@ -129,13 +140,13 @@ def main() -> None:
         split = scan(folder, valid_pct=0.2, seed=seed)  # the split fit draws with this seed
         job = {"train": [str(p) for p in split.paths("train")], "val": [str(p) for p in split.paths("val")],
                "test": [str(p) for p in split.paths("test")], "seed": seed, "epochs": args.epochs,
-               "threads": args.threads, "weights": str(WEIGHTS)}
+               "threads": args.threads, "weights": str(WEIGHTS), "arch": args.arch}
         job_file = WORK / f"job-s{seed}.json"
         job_file.write_text(json.dumps(job))
         done = subprocess.run([str(args.fastai_python), __file__, "--worker", str(job_file)], check=True,
                               capture_output=True, text=True)
         fastai = json.loads(done.stdout.strip().splitlines()[-1])
-        zoo = zoo_side(folder, seed, args.epochs, WORK / "runs" / f"{args.folder}-s{seed}")
+        zoo = zoo_side(folder, seed, args.epochs, WORK / "runs" / f"{args.folder}-s{seed}", args.arch)
         rows.append({"seed": seed, "fastai": fastai, "zoo": zoo})
         print(f"seed {seed}: fastai test {fastai['test']:.1%} in {fastai['seconds']:.0f} s; zoo test "
               f"{zoo['test']:.1%} in {zoo['seconds']:.0f} s (chosen {zoo['chosen']}, weights of epoch "
@@ -144,7 +155,7 @@ def main() -> None:
         accs = [100 * r[side]["test"] for r in rows]
         secs = [r[side]["seconds"] for r in rows]
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        print(f"{side:<6} {args.folder}, {args.epochs} epochs, {len(rows)} seeds: test accuracy "
+        print(f"{side:<6} {args.arch}, {args.folder}, {args.epochs} epochs, {len(rows)} seeds: test accuracy "
               f"{statistics.mean(accs):.1f} +- {sd:.1f} %, wall {statistics.mean(secs):.0f} s a run")
     ratio = statistics.mean(r["zoo"]["seconds"] for r in rows) / statistics.mean(r["fastai"]["seconds"] for r in rows)
     print(f"zoo / fastai wall time: {ratio:.2f}x")
