@@ -168,7 +168,8 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
 
     Returns:
         The ``Run``: ``run.model`` loads the fine-tuned model (the best epoch's weights by the
-        validation loss), ``run.summary`` holds the final metrics.
+        validation metric; epoch 0, the head alone on the pretrained body, when no epoch that trained
+        the body beat it), ``run.summary`` holds the final metrics.
 
     Raises:
         DataError: the folder cannot be used (the message says why and what to do).
@@ -206,7 +207,7 @@ def fit(model: str | Path | ZooModel, data_dir: str | Path, config: FinetuneConf
     if on_setup is not None:
         on_setup(s)
     run_dir.write_record(record)
-    baseline = head_baseline(record.get("head_phase"), config.train.monitor)
+    baseline = _head_baseline(record.get("head_phase"), config.train.monitor)
     if baseline and not resume and _writes():
         run_dir.save_best(s.target, 0)  # the candidate to beat: the pretrained body under the trained head
     result = _train(s, config, run_dir, resume=resume, progress=progress is not False, callbacks=callbacks,
@@ -331,7 +332,7 @@ def _python_command(model: Any, data_dir: Path, config: FinetuneConfig) -> str:
     return f"zoo.finetune.fit({name!r}, {str(data_dir)!r}{shown})"
 
 
-def head_baseline(head_phase: dict[str, Any] | None, monitor: str) -> dict[str, Any] | None:
+def _head_baseline(head_phase: dict[str, Any] | None, monitor: str) -> dict[str, Any] | None:
     """The head-alone phase as epoch 0 of the run (its validation figures are the whole network's with
     the body as pretrained, so the epochs that train the body must beat it to be kept), or None when
     there was no such phase or it has no figure for ``monitor``."""
