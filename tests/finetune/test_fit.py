@@ -192,7 +192,10 @@ def test_the_head_alone_is_kept_when_no_epoch_that_trains_the_body_beats_it(tmp_
     """From pretrained weights the new head first trains alone; its validation figures are epoch 0's. A
     body phase that only makes things worse (every weight zeroed after each step: constant outputs) is
     not kept: the saved model is the pretrained body under the trained head."""
-    pretrained = {k: v.clone() for k, v in zoo.load(base).state_dict().items() if not k.startswith("head.")}
+    start: dict[str, torch.Tensor] = {}
+
+    def keep_body(s):  # the body the run starts from, once the head has trained alone
+        start.update({k: v.clone() for k, v in s.model.state_dict().items() if not k.startswith("head.")})
 
     def zero(info):
         with torch.no_grad():
@@ -200,13 +203,14 @@ def test_the_head_alone_is_kept_when_no_epoch_that_trains_the_body_beats_it(tmp_
                 p.zero_()
 
     run = fit(base, data, out=tmp_path / "run", strategy="full", epochs=2, early_stopping=0, progress=False,
-              device="cpu", callbacks={"on_step_end": [zero]})
+              device="cpu", callbacks={"on_step_end": [zero]}, on_setup=keep_body)
     head = run.record["head_phase"]
     assert head["val_acc"] > 0.5  # the head alone learned something: the zeroed epochs (1/3 right) are worse
     assert [r["val_acc"] for r in run.history] == pytest.approx([1 / 3, 1 / 3])
     assert run.summary["weights_epoch"] == 0 and run.summary["best_epoch"]["phase"] == "head alone"
     saved = zoo.load(run.path).state_dict()
-    assert all(torch.equal(saved[k], v) for k, v in pretrained.items())
+    assert start and all(torch.equal(saved[k], v) for k, v in start.items())
+    assert not all(torch.equal(v, torch.zeros_like(v)) for v in start.values())
     assert run.summary["val"]["accuracy"] == pytest.approx(head["val_acc"])
     assert "The saved weights are epoch 0's: the pretrained body as it was" in (run.path / "README.md").read_text()
     assert not (run.path / "best.safetensors").exists()
