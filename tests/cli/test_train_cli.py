@@ -19,7 +19,7 @@ from ftdata import make_folder  # noqa: E402
 
 import zoo  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from clirun import zoo_cli  # noqa: E402
+from clirun import default_signals, zoo_cli  # noqa: E402
 
 
 
@@ -83,17 +83,11 @@ def test_pretrained_names_and_bad_options_are_refused(tmp_path, capsys):
     assert code == 2 and "0,1,2" in err
 
 
-def _default_signals() -> None:
-    # A test run started in the background inherits SIGINT ignored; the child must get it as a terminal would.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _spawn(args: list[str], out: Path, log: Path) -> subprocess.Popen:
     with open(log, "wb") as err, open(out, "wb") as std:
         return subprocess.Popen([sys.executable, "-m", "zoo.cli.main", *args], stdout=std, stderr=err,
                                 env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
-                                preexec_fn=_default_signals)
+                                preexec_fn=default_signals)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

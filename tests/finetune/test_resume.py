@@ -17,6 +17,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import resumable  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clirun import default_signals  # noqa: E402
+
 torch.set_num_threads(1)
 KINDS = ["memory", "dataset", "loader"]
 
@@ -58,7 +61,8 @@ def test_dataset_workers_do_not_change_the_result(tmp_path):
 def _script(tmp_path: Path, kind: str, mode: str, run_dir: Path, out: Path | None = None):
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, resumable.__file__, kind, mode, str(run_dir)] + ([str(out)] if out else [])
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+                          preexec_fn=default_signals)
 
 
 @pytest.mark.slow
