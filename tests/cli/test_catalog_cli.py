@@ -5,32 +5,18 @@ and a broken or name-grabbing user registry file is one ``Warning:`` line while 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from zoo.cli.main import main
 from zoo.registry import builtin_entries
 
-USER_ENTRY = {
-    "name": "teamnet.v1",
-    "architecture": {"library": "timm", "builder": "resnet18"},
-    "files": [{"role": "weights", "filename": "teamnet.safetensors", "format": "safetensors",
-               "checksum": {"sha256": "ab" * 32}, "sources": ["http://127.0.0.1:1/teamnet.safetensors"]}],
-    "license": "MIT",
-    "preprocessing": {"input_size": [3, 64, 64]},
-    "head": {"num_classes": 2, "labels": ["no", "yes"]},
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clirun import zoo_cli  # noqa: E402
+from teamentry import TEAM_ENTRY  # noqa: E402
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+USER_ENTRY = TEAM_ENTRY
 
 
 def registry(path: Path, *entries: dict, monkeypatch=None) -> Path:
@@ -43,7 +29,7 @@ def registry(path: Path, *entries: dict, monkeypatch=None) -> Path:
 
 def test_list_json_numbers_are_numbers_or_null(capsys, tmp_path, monkeypatch):
     registry(tmp_path / "team.json", USER_ENTRY, monkeypatch=monkeypatch)
-    code, out, err = run(capsys, "list", "--json")
+    code, out, err = zoo_cli(capsys, "list", "--json")
     assert code == 0 and not err
     rows = {row["name"]: row for row in map(json.loads, out.splitlines())}
     assert len(rows) == len(builtin_entries()) + 1
@@ -56,11 +42,11 @@ def test_list_json_numbers_are_numbers_or_null(capsys, tmp_path, monkeypatch):
 
 def test_info_json_numbers_are_numbers_or_null(capsys, tmp_path, monkeypatch):
     registry(tmp_path / "team.json", USER_ENTRY, monkeypatch=monkeypatch)
-    code, out, _ = run(capsys, "info", "teamnet", "--json")
+    code, out, _ = zoo_cli(capsys, "info", "teamnet", "--json")
     data = json.loads(out)
     assert code == 0 and data["params"] is None and data["files"][0]["size"] is None
     assert data["preprocessing"]["resize"] == 64 and data["head"]["num_classes"] == 2
-    code, out, _ = run(capsys, "info", "bvlc_alexnet", "--json")
+    code, out, _ = zoo_cli(capsys, "info", "bvlc_alexnet", "--json")
     data = json.loads(out)
     assert data["metrics"][0]["value"] == 57.1 and data["params"] is None
     assert data["preprocessing"]["input_size"] == [3, 227, 227]
@@ -69,7 +55,7 @@ def test_info_json_numbers_are_numbers_or_null(capsys, tmp_path, monkeypatch):
 @pytest.mark.parametrize("card", ["/etc/passwd", "../../../../../../etc/passwd", "x/../../passwd.md"])
 def test_card_outside_its_folder_is_an_error(capsys, tmp_path, monkeypatch, card):
     registry(tmp_path / "team.json", {**USER_ENTRY, "card": card}, monkeypatch=monkeypatch)
-    code, out, err = run(capsys, "card", "teamnet.v1")
+    code, out, err = zoo_cli(capsys, "card", "teamnet.v1")
     assert code == 1 and out == ""
     assert "root:" not in err
     lines = err.strip().splitlines()
@@ -82,7 +68,7 @@ def test_card_through_a_symlink_out_is_an_error(capsys, tmp_path, monkeypatch):
     (tmp_path / "team").mkdir()
     (tmp_path / "team" / "card.md").symlink_to(tmp_path / "outside.md")
     registry(tmp_path / "team" / "team.json", {**USER_ENTRY, "card": "card.md"}, monkeypatch=monkeypatch)
-    code, out, err = run(capsys, "card", "teamnet")
+    code, out, err = zoo_cli(capsys, "card", "teamnet")
     assert code == 1 and "secret" not in out + err
     assert err.startswith("Error: ") and "leads outside" in err and len(err.strip().splitlines()) == 1
 
@@ -91,7 +77,7 @@ def test_user_card_beside_its_registry_file_prints(capsys, tmp_path, monkeypatch
     (tmp_path / "team").mkdir()
     (tmp_path / "team" / "teamnet.md").write_text("---\nlicense: mit\n---\n# teamnet.v1\n")
     registry(tmp_path / "team" / "team.json", {**USER_ENTRY, "card": "teamnet.md"}, monkeypatch=monkeypatch)
-    code, out, _ = run(capsys, "card", "teamnet")
+    code, out, _ = zoo_cli(capsys, "card", "teamnet")
     assert code == 0 and out.endswith("# teamnet.v1\n")
 
 
@@ -101,11 +87,11 @@ def test_broken_user_file_is_one_warning_line_and_the_rest_works(capsys, tmp_pat
     broken.write_bytes(b"\xff\xfe{not json")
     registry(tmp_path / "reg" / "good.json", USER_ENTRY)
     monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "reg"))
-    code, out, err = run(capsys, "list")
+    code, out, err = zoo_cli(capsys, "list")
     assert code == 0 and "teamnet.v1" in out and "resnet50.tv2_in1k" in out
     (line,) = err.strip().splitlines()
     assert line.startswith("Warning: file ") and str(broken) in line and "not UTF-8" in line and "skipped" in line
-    code, out, err = run(capsys, "info", "resnet50")
+    code, out, err = zoo_cli(capsys, "info", "resnet50")
     assert code == 0 and out.startswith("resnet50.tv2_in1k") and err.count("Warning: ") == 1
 
 
@@ -118,7 +104,7 @@ def test_builtin_download_works_beside_a_broken_user_file(capsys, tmp_path, monk
 
     # main() turns huggingface_hub offline for the whole process; the tests after this one need it back
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", constants.HF_HUB_OFFLINE)
-    code, out, err = run(capsys, "download", "lenet.fmnist5", "-q")
+    code, out, err = zoo_cli(capsys, "download", "lenet.fmnist5", "-q")
     assert code == 0, err
     assert Path(out.split()[0]).name == "lenet_fmnist5.safetensors"
     (line,) = [x for x in err.splitlines() if x.startswith("Warning: ")]
@@ -127,7 +113,7 @@ def test_builtin_download_works_beside_a_broken_user_file(capsys, tmp_path, monk
 
 def test_user_alias_cannot_take_the_bare_builtin_name(capsys, tmp_path, monkeypatch):
     path = registry(tmp_path / "team.json", {**USER_ENTRY, "aliases": ["resnet50"]}, monkeypatch=monkeypatch)
-    code, out, err = run(capsys, "info", "resnet50")
+    code, out, err = zoo_cli(capsys, "info", "resnet50")
     assert code == 0 and out.startswith("resnet50.tv2_in1k")
     (line,) = err.strip().splitlines()
     assert str(path) in line and "registry/entries/torchvision.json" in line and "alias 'resnet50'" in line

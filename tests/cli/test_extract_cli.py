@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.cli.main import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clirun import zoo_cli  # noqa: E402
 
 
 def save_tiny(directory, seed: int = 0):
@@ -60,7 +53,7 @@ def photos(tmp_path):
 
 def test_extract_then_similar(capsys, tmp_path, model_dir, photos):
     out = tmp_path / "feats.npz"
-    code, stdout, stderr = run(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q",
+    code, stdout, stderr = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q",
                                "--batch-size", "4")
     assert code == 0, stderr
     assert "Extracted 10 of 11 images" in stdout
@@ -70,32 +63,32 @@ def test_extract_then_similar(capsys, tmp_path, model_dir, photos):
     assert (tmp_path / "feats.csv").read_text().splitlines()[1].endswith("p0.jpg")
 
     # A rerun of the same job reuses the result.
-    code, stdout, _ = run(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q")
+    code, stdout, _ = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q")
     assert code == 0 and "11 from an earlier run" in stdout
 
-    code, stdout, stderr = run(capsys, "similar", str(out), str(photos / "p3.jpg"), "--top-k", "3", "--json")
+    code, stdout, stderr = zoo_cli(capsys, "similar", str(out), str(photos / "p3.jpg"), "--top-k", "3", "--json")
     assert code == 0, stderr
     result = json.loads(stdout.splitlines()[0])
     assert result["results"][0]["path"].endswith("p3.jpg")
     assert result["results"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
     assert len(result["results"]) == 3
 
-    code, stdout, _ = run(capsys, "similar", str(out), str(photos / "p5.jpg"))
+    code, stdout, _ = zoo_cli(capsys, "similar", str(out), str(photos / "p5.jpg"))
     assert code == 0 and stdout.splitlines()[1].strip().split()[-1].endswith("p5.jpg")
 
 
 def test_extract_errors_are_one_line(capsys, tmp_path, model_dir, photos):
-    code, _, stderr = run(capsys, "extract", str(model_dir), str(photos), "--out", str(tmp_path / "f.npz"),
+    code, _, stderr = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(tmp_path / "f.npz"),
                           "--layer", "layer9", "-q")
     assert code == 1 and "no layer 'layer9'" in stderr and "Traceback" not in stderr
-    code, _, stderr = run(capsys, "extract", str(model_dir), str(photos), "--out", str(tmp_path / "f.h5"), "-q")
+    code, _, stderr = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(tmp_path / "f.h5"), "-q")
     assert code == 1 and ".npz" in stderr
-    code, _, stderr = run(capsys, "similar", str(tmp_path / "missing.npz"), str(photos / "p1.jpg"))
+    code, _, stderr = zoo_cli(capsys, "similar", str(tmp_path / "missing.npz"), str(photos / "p1.jpg"))
     assert code == 1 and "zoo extract" in stderr
 
 
 def test_extract_json_summary(capsys, tmp_path, model_dir, photos):
-    code, stdout, _ = run(capsys, "extract", str(model_dir), str(photos / "p1.jpg"), str(photos / "p2.jpg"),
+    code, stdout, _ = zoo_cli(capsys, "extract", str(model_dir), str(photos / "p1.jpg"), str(photos / "p2.jpg"),
                           "--out", str(tmp_path / "two.npz"), "--json", "--layer", "layer4", "--pool", "max")
     assert code == 0
     summary = json.loads(stdout)
@@ -107,7 +100,7 @@ def test_missing_or_special_inputs(capsys, tmp_path, model_dir, photos):
     import signal
 
     out = tmp_path / "x.npz"
-    code, stdout, stderr = run(capsys, "extract", str(model_dir), str(tmp_path / "nodir"), "--out", str(out))
+    code, stdout, stderr = zoo_cli(capsys, "extract", str(model_dir), str(tmp_path / "nodir"), "--out", str(out))
     assert code == 1 and "nodir: no such file or folder" in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1 and not out.exists()
 
@@ -116,9 +109,9 @@ def test_missing_or_special_inputs(capsys, tmp_path, model_dir, photos):
     os.mkfifo(photos / "stream.jpg")
     signal.alarm(120)  # a hang fails the test instead of stalling the suite
     try:
-        code, _, stderr = run(capsys, "extract", str(model_dir), str(tmp_path / "pipe.jpg"), "--out", str(out))
+        code, _, stderr = zoo_cli(capsys, "extract", str(model_dir), str(tmp_path / "pipe.jpg"), "--out", str(out))
         assert code == 1 and "not a regular file" in stderr
-        code, stdout, stderr = run(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q",
+        code, stdout, stderr = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q",
                                    "--workers", "0")
     finally:
         signal.alarm(0)
@@ -127,21 +120,21 @@ def test_missing_or_special_inputs(capsys, tmp_path, model_dir, photos):
 
 def test_similar_with_a_mismatched_or_damaged_index(capsys, tmp_path, model_dir, photos):
     out = tmp_path / "feats.npz"
-    assert run(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q")[0] == 0
+    assert zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q")[0] == 0
     query = str(photos / "p1.jpg")
     damaged = tmp_path / "damaged.npz"
     damaged.write_bytes(out.read_bytes()[:300])
     with np.load(out) as data:
         np.savez(tmp_path / "tampered.npz", **{**dict(data), "pool": np.array("median")})
     for index in (damaged, tmp_path / "tampered.npz"):
-        code, _, stderr = run(capsys, "similar", str(index), query)
+        code, _, stderr = zoo_cli(capsys, "similar", str(index), query)
         assert code == 1 and index.name in stderr and "Traceback" not in stderr
         assert len(stderr.strip().splitlines()) == 1
 
     save_tiny(model_dir, seed=1)  # other weights behind the same folder
-    code, _, stderr = run(capsys, "similar", str(out), query)
+    code, _, stderr = zoo_cli(capsys, "similar", str(out), query)
     assert code == 1 and "other weights" in stderr and len(stderr.strip().splitlines()) == 1
-    code, stdout, stderr = run(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q")
+    code, stdout, stderr = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q")
     assert code == 0 and "other weights" in stderr and "earlier run" not in stdout
-    code, stdout, _ = run(capsys, "similar", str(out), query, "--json")
+    code, stdout, _ = zoo_cli(capsys, "similar", str(out), query, "--json")
     assert code == 0 and json.loads(stdout.splitlines()[0])["results"][0]["path"].endswith("p1.jpg")

@@ -5,26 +5,23 @@ processes."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clirun import zoo_cli  # noqa: E402
-from zoo.errors import DataError
-from zoo.finetune import datasets
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
+from ftdata import fmnist_subset  # noqa: E402
 
 pytest.importorskip("optuna", reason="zoo tune needs optuna (pip install zoo[tune])")
 
 DEMO = Path(__file__).resolve().parents[2] / "zoo" / "assets" / "demo" / "fashion5"
-
-
 
 
 @pytest.fixture(autouse=True)
@@ -37,19 +34,7 @@ def _threads():
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """The first 1,200 training and 200 test images of the real Fashion-MNIST, as IDX files."""
-    try:
-        source = datasets.find_fashion_mnist()
-    except DataError:
-        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
-    root = tmp_path_factory.mktemp("fmnist_cli")
-    (root / "fashion-mnist").mkdir()
-    for split, n in (("train", 1200), ("t10k", 200)):
-        for stem in ("images-idx3-ubyte", "labels-idx1-ubyte"):
-            array = datasets.read_idx(source / f"{split}-{stem}.gz")[:n]
-            header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-            with gzip.open(root / "fashion-mnist" / f"{split}-{stem}.gz", "wb") as fh:
-                fh.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-    return root
+    return fmnist_subset(tmp_path_factory.mktemp("fmnist_cli"), 1200, 200)
 
 
 @pytest.mark.parametrize("args, says", [

@@ -5,6 +5,7 @@ Imported by tests/finetune/test_*.py and tests/cli/test_finetune_cli.py (by path
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -73,3 +74,35 @@ def write_lenet_entry(config_dir: Path, name: str = "lenet.tinytest", size: int 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tinytest.json").write_text(json.dumps(entry))
     return name
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """``array`` as a gzipped IDX file of unsigned bytes (the format of the MNIST files)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def fmnist_subset(root: Path, train: int, test: int | None) -> Path:
+    """``root/fashion-mnist/``: the first ``train`` training and ``test`` test images (and labels) of
+    the real Fashion-MNIST as IDX files; ``test=None`` writes test files that are not IDX files, so a
+    run that read the test split would fail. Skips the calling test when the files are absent."""
+    import pytest
+
+    from zoo.errors import DataError
+    from zoo.finetune.datasets import find_fashion_mnist, read_idx
+
+    try:
+        source = find_fashion_mnist()
+    except DataError:
+        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
+    folder = root / "fashion-mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+        write_idx(folder / f"train-{stem}.gz", read_idx(source / f"train-{stem}.gz")[:train])
+        if test is None:
+            with gzip.open(folder / f"t10k-{stem}.gz", "wb") as fh:
+                fh.write(b"not an IDX file: the test split must not be read")
+        else:
+            write_idx(folder / f"t10k-{stem}.gz", read_idx(source / f"t10k-{stem}.gz")[:test])
+    return root

@@ -4,7 +4,6 @@ folder. A small slice of the real data set is written as IDX files so each run t
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from zoo.finetune import datasets
 from zoo.finetune.datasets import TensorImageDataset, load_dataset, read_idx
 from zoo.finetune.scratch import train_scratch
 
+from ftdata import fmnist_subset, write_idx  # noqa: E402
+
 torch.set_num_threads(1)  # the suite shares 2 cores: oversubscribed OpenMP threads crawl
 
 try:
@@ -30,31 +31,15 @@ needs_fmnist = pytest.mark.skipif(FMNIST is None, reason="Fashion-MNIST files ab
                                   "(apt-get install dataset-fashion-mnist)")
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def small_root(tmp_path_factory) -> Path:
     """The first 1,200 training and 400 test images of the real Fashion-MNIST, as IDX files."""
-    if FMNIST is None:
-        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
-    root = tmp_path_factory.mktemp("fmnist_root")
-    folder = root / "fashion-mnist"
-    folder.mkdir()
-    for split, n in (("train", 1200), ("t10k", 400)):
-        images = read_idx(FMNIST / f"{split}-images-idx3-ubyte.gz")[:n]
-        labels = read_idx(FMNIST / f"{split}-labels-idx1-ubyte.gz")[:n]
-        _write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
-        _write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
-    return root
+    return fmnist_subset(tmp_path_factory.mktemp("fmnist_root"), 1200, 400)
 
 
 def test_idx_round_trip_and_bad_magic(tmp_path):
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
-    _write_idx(tmp_path / "a.gz", arr)
+    write_idx(tmp_path / "a.gz", arr)
     assert np.array_equal(read_idx(tmp_path / "a.gz"), arr)
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04rest")
     with pytest.raises(DataError, match="not an IDX file"):

@@ -7,7 +7,6 @@ be read) keeps each trial under a second."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -16,7 +15,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -29,33 +27,16 @@ optuna = pytest.importorskip("optuna", reason="zoo tune needs optuna (pip instal
 from zoo.finetune.search import tune  # noqa: E402
 from zoo.finetune.study import Study  # noqa: E402
 
+from ftdata import fmnist_subset  # noqa: E402
+
 torch.set_num_threads(1)  # the suite shares 2 cores
-
-try:
-    FMNIST = datasets.find_fashion_mnist()
-except DataError:
-    FMNIST = None
-
-
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """The first 1,200 training images of the real Fashion-MNIST, and test files that are not IDX
     files: a study that read the test split would fail."""
-    if FMNIST is None:
-        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
-    root = tmp_path_factory.mktemp("fmnist_no_test")
-    folder = root / "fashion-mnist"
-    folder.mkdir()
-    for stem in ("images-idx3-ubyte", "labels-idx1-ubyte"):
-        _write_idx(folder / f"train-{stem}.gz", datasets.read_idx(FMNIST / f"train-{stem}.gz")[:1200])
-        with gzip.open(folder / f"t10k-{stem}.gz", "wb") as fh:
-            fh.write(b"not an IDX file: the test split must not be read")
+    root = fmnist_subset(tmp_path_factory.mktemp("fmnist_no_test"), 1200, None)
     with pytest.raises(DataError, match="not an IDX file"):  # what reading it would do
         datasets.load_dataset("fashion-mnist", "test", root=root)
     return root

@@ -5,7 +5,6 @@ runs that draw no plots."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from zoo.finetune.scratch import train_scratch
 from zoo.finetune.strategies import prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ftdata import make_folder, tiny_model  # noqa: E402
+from ftdata import fmnist_subset, make_folder, tiny_model  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -31,20 +30,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """600 real Fashion-MNIST training images and test files that cannot be read."""
-    try:
-        source = datasets.find_fashion_mnist()
-    except DataError:
-        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
-    root = tmp_path_factory.mktemp("fmnist_hooks")
-    (root / "fashion-mnist").mkdir()
-    for stem in ("images-idx3-ubyte", "labels-idx1-ubyte"):
-        array = datasets.read_idx(source / f"train-{stem}.gz")[:600]
-        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-        with gzip.open(root / "fashion-mnist" / f"train-{stem}.gz", "wb") as fh:
-            fh.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-        with gzip.open(root / "fashion-mnist" / f"t10k-{stem}.gz", "wb") as fh:
-            fh.write(b"unreadable")
-    return root
+    return fmnist_subset(tmp_path_factory.mktemp("fmnist_hooks"), 600, None)
 
 
 def test_hold_out_takes_validation_from_the_training_split(tmp_path, root):

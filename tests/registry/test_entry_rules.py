@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,15 +19,10 @@ from zoo.registry.errors import RegistryError
 from zoo.registry.rules import MODEL_OPTIONS, confine, option_problem
 from zoo.registry.schema import parse_entry
 
-BASE = {
-    "name": "teamnet.v1",
-    "architecture": {"library": "timm", "builder": "resnet18"},
-    "files": [{"role": "weights", "filename": "teamnet.safetensors", "format": "safetensors",
-               "checksum": {"sha256": "ab" * 32}, "sources": ["http://127.0.0.1:1/teamnet.safetensors"]}],
-    "license": "MIT",
-    "preprocessing": {"input_size": [3, 64, 64]},
-    "head": {"num_classes": 2, "labels": ["no", "yes"]},
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from teamentry import TEAM_ENTRY  # noqa: E402
+
+BASE = TEAM_ENTRY
 
 
 def entry(**changes) -> dict:

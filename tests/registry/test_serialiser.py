@@ -24,15 +24,10 @@ from zoo.registry.serialiser import entry_to_dict, render_entries, write_entries
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_FILES = sorted(item.name for item in (resources.files("zoo.registry") / "entries").iterdir()
                      if item.name.endswith(".json"))
-TEAM = {
-    "name": "teamnet.v1",
-    "architecture": {"library": "timm", "builder": "resnet18"},
-    "files": [{"role": "weights", "filename": "teamnet.safetensors", "format": "safetensors",
-               "checksum": {"sha256": "ab" * 32}, "sources": ["http://127.0.0.1:1/teamnet.safetensors"]}],
-    "license": "MIT",
-    "preprocessing": {"input_size": [3, 64, 64]},
-    "head": {"num_classes": 2, "labels": ["no", "yes"]},
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from teamentry import TEAM_ENTRY  # noqa: E402
+
+TEAM = TEAM_ENTRY
 
 
 @pytest.fixture
