@@ -110,7 +110,7 @@ def test_cache_lists_verifies_and_removes_hub_files(fake_hub, make_entry, user_r
     assert [r.status for r in verify_cache("net.ls")] == ["ok"]
     # Bytes rotted on disk: verify re-hashes and says so.
     blob = path.resolve()
-    blob.write_bytes(b"x" + DATA[1:])
+    blob.write_bytes(bytes([DATA[0] ^ 0xFF]) + DATA[1:])  # a changed first byte (b"x" was DATA[0] 1 time in 256)
     [result] = verify_cache("net.ls", delete_bad=True)
     assert result.status == "corrupt" and sha256(DATA) in result.reason
     assert not blob.exists() and list_cached() == []  # deleted, so the next load fetches it again
