@@ -115,32 +115,33 @@ def _done(study) -> bool:
     return study.spec.budget is not None and len(finished) >= study.spec.budget
 
 
+def _studies(args, folder: str, names: list[str], **kwargs) -> None:
+    """One study per sampler seed and name (``folder/NAME-sSEED``), each ``_study`` with ``kwargs`` and
+    its name as the ``folder`` option (sampler or pruner), until the ``--minutes`` deadline."""
+    deadline = time.time() + 60 * args.minutes
+    option = {"ranking": "sampler", "pruning": "pruner"}[folder]
+    for seed in args.seeds:
+        for name in names:
+            if not _study(args.dir / folder / f"{name}-s{seed}", deadline, sampler_seed=seed, **{option: name},
+                          **kwargs):
+                print("time is up: run the same command again to continue", flush=True)
+                return
+
+
 def ranking(args) -> None:
     data, space = probe_folder(args.dir, 160, 80), args.dir / "ranking_space.toml"
     space.write_text(RANKING_SPACE)
     warm_features(data)
-    deadline = time.time() + 60 * args.minutes
-    for seed in args.seeds:
-        for sampler in args.samplers:
-            if not _study(args.dir / "ranking" / f"{sampler}-s{seed}", deadline, target=BACKBONE, data=data,
-                          space=str(space), sampler=sampler, seed=0, sampler_seed=seed, trials=GRID_TRIALS,
-                          device="cpu"):
-                print("time is up: run the same command again to continue", flush=True)
-                return
+    _studies(args, "ranking", args.samplers, target=BACKBONE, data=data, space=str(space), seed=0,
+             trials=GRID_TRIALS, device="cpu")
 
 
 def pruning(args) -> None:
     data, space = probe_folder(args.dir, 600, 150), args.dir / "pruning_space.toml"
     space.write_text(PRUNING_SPACE)
     warm_features(data)
-    deadline = time.time() + 60 * args.minutes
-    for seed in args.seeds:
-        for pruner in args.pruners:
-            if not _study(args.dir / "pruning" / f"{pruner}-s{seed}", deadline, target=BACKBONE, data=data,
-                          space=str(space), sampler="tpe", pruner=pruner, seed=0, sampler_seed=seed,
-                          trials=PRUNING_TRIALS, device="cpu"):
-                print("time is up: run the same command again to continue", flush=True)
-                return
+    _studies(args, "pruning", args.pruners, target=BACKBONE, data=data, space=str(space), sampler="tpe", seed=0,
+             trials=PRUNING_TRIALS, device="cpu")
 
 
 def ladder(args) -> None:
