@@ -14,9 +14,7 @@ from zoo.registry import builtin_entries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clirun import zoo_cli  # noqa: E402
-from teamentry import TEAM_ENTRY  # noqa: E402
-
-USER_ENTRY = TEAM_ENTRY
+from teamentry import TEAM_ENTRY as USER_ENTRY  # noqa: E402
 
 
 def registry(path: Path, *entries: dict, monkeypatch=None) -> Path:

@@ -54,7 +54,7 @@ def photos(tmp_path):
 def test_extract_then_similar(capsys, tmp_path, model_dir, photos):
     out = tmp_path / "feats.npz"
     code, stdout, stderr = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q",
-                               "--batch-size", "4")
+                                   "--batch-size", "4")
     assert code == 0, stderr
     assert "Extracted 10 of 11 images" in stdout
     assert "Skipped 1 unreadable file" in stderr and "broken.jpg" in stderr
@@ -79,7 +79,7 @@ def test_extract_then_similar(capsys, tmp_path, model_dir, photos):
 
 def test_extract_errors_are_one_line(capsys, tmp_path, model_dir, photos):
     code, _, stderr = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(tmp_path / "f.npz"),
-                          "--layer", "layer9", "-q")
+                              "--layer", "layer9", "-q")
     assert code == 1 and "no layer 'layer9'" in stderr and "Traceback" not in stderr
     code, _, stderr = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(tmp_path / "f.h5"), "-q")
     assert code == 1 and ".npz" in stderr
@@ -89,7 +89,7 @@ def test_extract_errors_are_one_line(capsys, tmp_path, model_dir, photos):
 
 def test_extract_json_summary(capsys, tmp_path, model_dir, photos):
     code, stdout, _ = zoo_cli(capsys, "extract", str(model_dir), str(photos / "p1.jpg"), str(photos / "p2.jpg"),
-                          "--out", str(tmp_path / "two.npz"), "--json", "--layer", "layer4", "--pool", "max")
+                              "--out", str(tmp_path / "two.npz"), "--json", "--layer", "layer4", "--pool", "max")
     assert code == 0
     summary = json.loads(stdout)
     assert summary["extracted"] == 2 and summary["failed"] == 0 and summary["dim"] > 0
@@ -112,7 +112,7 @@ def test_missing_or_special_inputs(capsys, tmp_path, model_dir, photos):
         code, _, stderr = zoo_cli(capsys, "extract", str(model_dir), str(tmp_path / "pipe.jpg"), "--out", str(out))
         assert code == 1 and "not a regular file" in stderr
         code, stdout, stderr = zoo_cli(capsys, "extract", str(model_dir), str(photos), "--out", str(out), "-q",
-                                   "--workers", "0")
+                                       "--workers", "0")
     finally:
         signal.alarm(0)
     assert code == 0 and "Extracted 10 of 12 images" in stdout and "stream.jpg: a FIFO" in stderr

@@ -20,9 +20,7 @@ from zoo.registry.rules import MODEL_OPTIONS, confine, option_problem
 from zoo.registry.schema import parse_entry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from teamentry import TEAM_ENTRY  # noqa: E402
-
-BASE = TEAM_ENTRY
+from teamentry import TEAM_ENTRY as BASE  # noqa: E402
 
 
 def entry(**changes) -> dict:

@@ -25,9 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRY_FILES = sorted(item.name for item in (resources.files("zoo.registry") / "entries").iterdir()
                      if item.name.endswith(".json"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from teamentry import TEAM_ENTRY  # noqa: E402
-
-TEAM = TEAM_ENTRY
+from teamentry import TEAM_ENTRY as TEAM  # noqa: E402
 
 
 @pytest.fixture
