@@ -12,7 +12,8 @@ could make without the test set, except "grid best", which is the oracle cell by
 Settings (one run each; ``--setting`` picks them, a run appends one JSON line to ``--results``):
   default           zoo.finetune.fit(BACKBONE, folder, strategy=S): no other option
   scratch           the same network from random weights: fit(..., pretrained=False, strategy="full")
-  train             `zoo train lenet --data folder` (the recipe, no flags): train_scratch("lenet", folder)
+  train             `zoo train lenet --data folder` (no flags: settings from the data, as fine-tuning
+                    chooses them): train_scratch("lenet", folder)
   old               the constants before the defaults were chosen from the data: lr 1e-3 (linear 3e-3),
                     10 epochs (linear 20), batch 64, warm-up 1 (linear 0), random resized crops of 35-100%
                     and flips, weights of the lowest validation loss

@@ -30,19 +30,25 @@ def _classes(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 
 
 # The one place `zoo train` maps its options onto zoo.finetune.FinetuneConfig (field, flags, click
-# settings); options left out keep the architecture's recipe (zoo.finetune.recipes) or the config's default.
+# settings); options left out keep the architecture's recipe (zoo.finetune.recipes) or the config's default,
+# except on a folder, where the schedule, LR and augmentation left out are chosen from the data.
 TRAIN_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
-    ("epochs", ("--epochs",), dict(type=click.IntRange(min=1), help="Override the recipe's epochs.")),
+    ("epochs", ("--epochs",), dict(type=click.IntRange(min=1), help="Passes over the data [default: the recipe's; on a "
+                                                                   "folder, from the number of images].")),
     ("batch_size", ("--batch-size",), dict(type=click.IntRange(min=1),
-                                           help="Per-process batch size (DDP: global = this x N).")),
-    ("lr", ("--lr",), dict(type=click.FloatRange(min=0, min_open=True), help="Override the recipe's peak LR.")),
+                                           help="Per-process batch size (DDP: global = this x N) [default: "
+                                                "the recipe's; on a folder, from the number of images].")),
+    ("lr", ("--lr",), dict(type=click.FloatRange(min=0, min_open=True),
+                           help="Peak learning rate [default: the recipe's; on a folder, found by an LR sweep].")),
     ("classes", ("--classes",), dict(callback=_classes, help="Built-in data sets: keep only these class indices, "
                                                             "e.g. 0,1,2,3,4 (relabelled 0..k-1).")),
     ("augment", ("--augment",), dict(type=click.Choice(["none", "flip", "crop", "crop_flip", "crop_flip_erase"]),
-                                     help="Override the recipe's augmentation.")),
+                                     help="Augmentation [default: the recipe's; on a folder, from the input "
+                                          "size and the number of images].")),
     ("input_size", ("--input-size",), dict(type=click.IntRange(min=8), metavar="PIXELS",
                                            help="A folder: train at PIXELS x PIXELS [default: the images' median "
-                                                "shorter side, at most 224].")),
+                                                "shorter side, at most 224; 64 for lenet, the MLPs and "
+                                                "softmax].")),
     ("grey", ("--grey/--colour",), dict(default=None, help="A folder: one channel or three [default: grey when "
                                                           "every sampled image is].")),
     ("valid_pct", ("--valid-pct",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -89,6 +95,8 @@ def train_cmd(ctx: click.Context, arch: str, data: str, out: str | None, resume:
 
     ARCH is softmax, mlp_sigmoid, mlp_relu, lenet, googlenet or resnet18/34/50/101/152 (see
     `zoo list --source zoo`); each has a recipe of paper-style defaults that the options override.
+    On a folder, the epochs, batch size, learning rate (an LR sweep), warm-up, early stopping and
+    augmentation you leave out are chosen from the data, as `zoo finetune` chooses them, and said.
     A name with pretrained weights (lenet.fmnist5) is refused: `zoo finetune` starts from those.
     A folder trains at its images' size and colour (said at the start; --input-size, --grey/--colour
     choose), keeping the best epoch's weights by its validation part. The run folder is the same as
@@ -140,8 +148,16 @@ def _describe_start(show: Output, record: dict[str, Any], out: str) -> None:
     else:
         show.echo("no validation part: the per-epoch val_ figures are on the test split, and the last epoch's "
                   "weights are kept")
-    show.echo(f"recipe {record['base']['recipe']}: {cfg['epochs']} epochs, lr {cfg['lr']:g}, batch "
-              f"{cfg['batch_size']}, {cfg['train']['optimizer']}, augment {cfg['augment']}")
+    chosen = record.get("chosen", {})
+    recipe = record["base"].get("recipe")
+    show.echo(f"{'recipe ' + recipe if recipe else 'settings from the data, as zoo finetune chooses them'}: "
+              f"{cfg['epochs']} epochs, lr {cfg['lr']:g}, batch {cfg['batch_size']}, {cfg['train']['optimizer']} "
+              f"({cfg['train']['schedule']}), augment {cfg['augment']}"
+              + (f" ({', '.join(chosen)} chosen from the data)" if chosen and recipe else ""))
+    for name, choice in chosen.items():
+        value = choice["value"]
+        show.echo(f"chose {name} {value:g}: {choice['why']}" if isinstance(value, float) else
+                  f"chose {name} {value}: {choice['why']}")
 
 
 def _print_summary(run: Any, arch: str, data: str, *, as_json: bool) -> None:

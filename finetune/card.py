@@ -54,7 +54,9 @@ def _metrics(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def _what_trains(record: dict[str, Any]) -> str:
     cfg, plan = record["config"], record.get("plan") or {}
     if record["kind"] == "scratch":
-        return f"recipe: {record['base'].get('recipe', '')}; every layer trains from random weights"
+        recipe = record["base"].get("recipe")
+        return (f"recipe: {recipe}" if recipe else "settings chosen from the data (`chosen` in config.json)") + \
+            "; every layer trains from random weights"
     text = f"strategy: {cfg['strategy']}"
     text += f", cut at `{cfg['cut']}`" if cfg.get("cut") else ""
     text += f", unfrozen from `{plan['unfreeze_from']}`" if plan.get("unfreeze_from") else ""

@@ -44,8 +44,9 @@ class FinetuneConfig:
 
     The schedule fields (``epochs``, ``lr``, ``warmup_epochs``, ``batch_size``, ``early_stopping``)
     and ``head_epochs`` may be None: the run then chooses them (fine-tuning: from the number of images
-    and with the LR finder, ``zoo.finetune.defaults``; from scratch: the architecture's recipe) and
-    records the values it used and why. Everything else the loop knows (optimizer, seed, device...) is
+    and with the LR finder, ``zoo.finetune.defaults``; from scratch: the architecture's recipe on a
+    built-in data set, the same choices as fine-tuning on a folder) and records the values it used and
+    why. Everything else the loop knows (optimizer, seed, device...) is
     in ``train``; ``train.seed`` also draws the validation split.
 
     Example:

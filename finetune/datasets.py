@@ -262,12 +262,13 @@ def split_tensors(split: Any, part: str, input_size: tuple[int, int, int]) -> tu
     return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long)
 
 
-def infer_input(paths: Sequence[Path], *, sample: int = 48) -> tuple[int, bool, str]:
+def infer_input(paths: Sequence[Path], *, sample: int = 48,
+                max_side: int = MAX_INPUT_SIDE) -> tuple[int, bool, str]:
     """The input a folder of images suggests: (square side, greyscale?, a sentence saying why).
 
     The side is the median shorter side of up to ``sample`` images spread over the list, capped at
-    ``MAX_INPUT_SIDE``; the images count as greyscale when none of those sampled has a pixel whose
-    channels differ (an RGB file of a grey picture is grey).
+    ``max_side`` (default ``MAX_INPUT_SIDE``); the images count as greyscale when none of those sampled
+    has a pixel whose channels differ (an RGB file of a grey picture is grey).
     """
     from zoo.images import open_image
 
@@ -278,8 +279,8 @@ def infer_input(paths: Sequence[Path], *, sample: int = 48) -> tuple[int, bool, 
         sides.append(min(arr.shape[:2]))
         colour += int(bool((arr[..., 0] != arr[..., 1]).any() or (arr[..., 1] != arr[..., 2]).any()))
     median = int(np.median(sides)) if sides else 32
-    side = max(8, min(MAX_INPUT_SIDE, median))
-    capped = f", capped at {MAX_INPUT_SIDE}" if median > MAX_INPUT_SIDE else ""
+    side = max(8, min(max_side, median))
+    capped = f", capped at {max_side}" if median > max_side else ""
     why = (f"median shorter side {median} px{capped}; {colour} of {len(picked)} sampled images in colour")
     return side, colour == 0, why
 

@@ -104,7 +104,8 @@ def choose_schedule(config: FinetuneConfig, n_train: int) -> tuple[FinetuneConfi
     if config.warmup_epochs is None:
         warm = 0.0 if config.strategy == "linear" else 1.0
         choices["warmup_epochs"] = Choice(warm, "no warm-up for a new head alone" if not warm else
-                                          "one epoch of warm-up before the body's weights move")
+                                          "one epoch of warm-up before the body's weights move" if config.pretrained
+                                          else "one epoch of warm-up from random weights")
     if config.head_epochs is None:
         if config.strategy == "linear" or not config.pretrained:
             choices["head_epochs"] = Choice(0, "no head-alone phase (" + ("the head is all that trains"

@@ -22,6 +22,9 @@ class Recipe:
     config: dict[str, Any] = field(default_factory=dict)
     augment: str = "none"
     note: str = ""
+    # A folder of larger images trains at no more than this side (None: up to datasets.MAX_INPUT_SIDE).
+    # LeNet at the 132 px of a folder of photos scored 58% against 76% at 64 px (BENCHMARKS.md, #13).
+    max_side: int | None = None
 
 
 _RESNET = Recipe(
@@ -34,22 +37,25 @@ _RESNET = Recipe(
          "one-cycle schedule and label smoothing as in the fast CIFAR-10 schedules (Myrtle ResNet-9, airbench)",
 )
 
+SMALL_SIDE = 64  # the networks built for 28-32 px digits and clothes train at no more than this on a folder
+
 RECIPES: dict[str, Recipe] = {
     "softmax": Recipe("softmax", dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, schedule="cosine",
                                       epochs=10, batch_size=128),
-                      note="softmax regression by SGD, as the lecture's 1-layer network"),
+                      note="softmax regression by SGD, as the lecture's 1-layer network", max_side=SMALL_SIDE),
     "mlp_sigmoid": Recipe("mlp_sigmoid", dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0,
                                               schedule="cosine", epochs=15, batch_size=128),
-                          note="one sigmoid hidden layer of 625 units trained by SGD (the lecture's 98.2% MNIST net)"),
+                          note="one sigmoid hidden layer of 625 units trained by SGD (the lecture's 98.2% MNIST "
+                               "net)", max_side=SMALL_SIDE),
     "mlp_relu": Recipe("mlp_relu", dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine",
                                         epochs=15, batch_size=128),
                        note="two ReLU layers of 625 with dropout 0.2 (input) / 0.5 (hidden), Adam: the "
-                            "lecture's 'modern' MLP (99.0% on MNIST)"),
+                            "lecture's 'modern' MLP (99.0% on MNIST)", max_side=SMALL_SIDE),
     "lenet": Recipe("lenet", dict(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle",
                                   epochs=6, batch_size=128, label_smoothing=0.0),
                     augment="flip",
                     note="LeNet-style conv-pool-conv-pool-fc-fc with BatchNorm, AdamW with one-cycle: reaches "
-                         "the Fashion-MNIST table's '2 Conv' rows in a few CPU minutes"),
+                         "the Fashion-MNIST table's '2 Conv' rows in a few CPU minutes", max_side=SMALL_SIDE),
     "googlenet": Recipe("googlenet", dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                                           schedule="onecycle", epochs=20, batch_size=128, label_smoothing=0.1),
                         augment="crop_flip",

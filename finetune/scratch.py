@@ -4,8 +4,13 @@ Owns: ``scratch_config`` (an architecture's recipe as a ``FinetuneConfig``), ``t
 ``<arch>.scratch`` from random weights for the data's channels, size and classes, train it with the
 shared loop, and leave the same run folder as ``fit``: ``config.json`` with the exact command and the
 data's identity, the split for a folder, metrics, card, plots, the model) and ``build_scratch_model``.
-A folder trains at the size and colour its images suggest (or ``input_size``/``grey``); the built-in
-data sets bring their own. Under ``torchrun`` the loop runs DDP; rank 0 writes.
+A folder trains at the size and colour its images suggest, up to the recipe's ``max_side`` (or
+``input_size``/``grey``); the built-in
+data sets bring their own. A recipe's schedule and augmentation are for its own data set (tens of
+thousands of images): on a folder, what the caller leaves out of the schedule, the learning rate and the
+augmentation is chosen from the data as fine-tuning chooses it (``zoo.finetune.defaults``), and recorded
+with the reason; with the learning rate left to the sweep, the optimizer settings are fine-tuning's too
+(AdamW, cosine), not the recipe's. Under ``torchrun`` the loop runs DDP; rank 0 writes.
 
 May import ``zoo``, ``zoo.registry`` and ``zoo.finetune``; never ``zoo.cli``.
 """
@@ -13,7 +18,7 @@ May import ``zoo``, ``zoo.registry`` and ``zoo.finetune``; never ``zoo.cli``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +28,12 @@ from zoo.errors import ConfigError, DataError, RunError
 from zoo.registry import catalog, env
 from zoo.registry.schema import Preprocessing
 
+from .augment import choose_augmentation
 from .config import MONITOR, SCHEDULE_FIELDS, FinetuneConfig
 from .data import Split, scan
 from .datasets import BUILTIN, TensorImageDataset, infer_input, load_dataset, split_tensors, tensor_digest
-from .loop import TrainConfig, TrainResult, train
+from .defaults import Choice, choose_lr, choose_schedule
+from .loop import TrainConfig, TrainResult, resolve_device, train
 from .recipes import recipe_for
 from .record import BestWeights, finish_run, folder_identity, new_record, open_resumed, part_reports, restore_best
 from .run import Run
@@ -41,6 +48,11 @@ SMALL_STEM_BUILDERS = ("googlenet", "resnet18", "resnet34", "resnet50", "resnet1
 # without one gets the loop's defaults, never a fine-tuning strategy's.
 # A recipe is a fixed schedule: no early stopping, no head-alone phase (there are no pretrained features).
 STRATEGY_FREE = {**{k: getattr(TrainConfig(), k) for k in SCHEDULE_FIELDS}, "early_stopping": 0, "head_epochs": 0}
+# On a folder, these come from the data unless given, and the optimizer settings are fine-tuning's: a
+# recipe's epochs, batch, rate and optimizer are sized for a built-in data set of tens of thousands of
+# images, and its flips are for clothes, not digits. lenet on 400 real MNIST digits scored 78.4% with its
+# recipe, resnet18 on 96 photos 16.7% (chance); see BENCHMARKS.md, "zoo train on a folder".
+FROM_DATA = (*SCHEDULE_FIELDS, "augment")
 
 
 def _architecture(arch: str) -> tuple[str, dict[str, Any], str, Any]:
@@ -146,13 +158,14 @@ class _Data:
     test: TensorImageDataset | None
     identity: dict[str, Any]
     split: Split | None = None
+    choices: dict[str, Choice] = field(default_factory=dict)  # what was chosen from the data, and why
 
     @property
     def monitor(self) -> TensorImageDataset:
         return self.val if self.val is not None else self.test
 
 
-def _augment(config: FinetuneConfig, recipe_augment: str) -> str:
+def _augment(config: FinetuneConfig, recipe_augment: str | None) -> str | None:
     return recipe_augment if config.augment is True else "none" if config.augment is False else config.augment
 
 
@@ -194,15 +207,24 @@ def _hold_out(data: TensorImageDataset, valid_pct: float, seed: int) -> tuple[Te
             TensorImageDataset(data.images[~held], data.labels[~held], data.classes, augment=data.augment, **stats))
 
 
-def _folder(split: Split, config: FinetuneConfig, augment: str) -> tuple[_Data, FinetuneConfig]:
-    """A folder's parts in memory, at the size and colour chosen (recorded in the config)."""
+def _folder(split: Split, config: FinetuneConfig, augment: str | None,
+            max_side: int | None = None) -> tuple[_Data, FinetuneConfig]:
+    """A folder's parts in memory, at the size and colour chosen (recorded in the config); ``augment``
+    None: chosen from the input size and the number of images (recorded in the config too)."""
     if config.classes is not None:
         raise ConfigError("classes picks classes of a built-in data set; for a folder, keep only the class "
                           "folders you want.", option="classes")
-    side, grey, why = infer_input(split.paths("train"))
+    side, grey, why = infer_input(split.paths("train"), **({"max_side": max_side} if max_side else {}))
+    if max_side and "capped" in why:
+        why += " (the architecture is built for small inputs)"
     chosen = {"input_size": config.input_size or side, "grey": grey if config.grey is None else config.grey}
     given = [k for k in chosen if getattr(config, k) is not None]
     config = replace(config, **chosen)
+    choices, pad = {}, 2
+    if augment is None:
+        choices["augment"], pad = _augment_from_data(config.input_size, len(split.train) / len(split.classes))
+        augment = choices["augment"].value
+        config = replace(config, augment=augment)
     size = (1 if config.grey else 3, config.input_size, config.input_size)
     images, labels = split_tensors(split, "train", size)
     from .datasets import dataset_stats
@@ -212,13 +234,25 @@ def _folder(split: Split, config: FinetuneConfig, augment: str) -> tuple[_Data, 
 
     def part(name: str, aug: str = "none") -> TensorImageDataset:
         x, y = (images, labels) if name == "train" else split_tensors(split, name, size)
-        return TensorImageDataset(x, y, split.classes, mean=mean, std=std, augment=aug, name=str(split.root))
+        return TensorImageDataset(x, y, split.classes, mean=mean, std=std, augment=aug, pad=pad, name=str(split.root))
 
     identity = folder_identity(split)
     identity["input"] = {"size": list(size), "from": "options" if len(given) == 2 else
                          f"the images ({why})" + (f"; {', '.join(given)} given" if given else "")}
     test = part("test") if split.test else None
-    return _Data(part("train", augment), part("val"), test, identity, split), config
+    return _Data(part("train", augment), part("val"), test, identity, split, choices), config
+
+
+def _augment_from_data(side: int, per_class: float) -> tuple[Choice, int]:
+    """Fine-tuning's augmentation policy (``choose_augmentation``) for in-memory images already at the
+    input size: none, or shifts (padding by an eighth of the side) and flips."""
+    policy = choose_augmentation(side, side, per_class)
+    if policy.kind == "none":
+        return Choice("none", policy.why), 2
+    pad = max(1, side // 8)
+    why = policy.why if policy.kind == "shift_flip" else (
+        f"{side} px images held in memory at the input size: shifts of up to {pad} px and flips")
+    return Choice("crop_flip", why), pad
 
 
 def _preprocessing(ds: TensorImageDataset) -> Preprocessing:
@@ -270,8 +304,14 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
     """
     builder, _, _, entry = _architecture(arch)  # an unknown arch fails here, before any data is read
     recipe = recipe_for(builder)
+    auto = _from_data(data, config, options, resume)
     run_dir, config, record = _open(arch, data, config, options, out=out, resume=resume)
-    loaded, config = _load(data, config, recipe.augment, data_root, run_dir if resume else None, split)
+    config = _leave_to_data(config, auto, recipe.config, options)
+    augment = None if "augment" in auto else recipe.augment
+    loaded, config = _load(data, config, augment, data_root, run_dir if resume else None, split, recipe.max_side)
+    if auto:
+        config, chosen = choose_schedule(config, len(loaded.train))
+        loaded.choices.update(chosen)
     if record is not None and record["data"].get("sha256") != loaded.identity["sha256"]:
         raise DataError(f"cannot resume {run_dir.path}: the data changed since the run started (its digest differs "
                         f"from {run_dir.config.name}); restore the data or start a new run.")
@@ -282,10 +322,13 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
                                 options=config.arch_options)
     if config.train.flops_per_sample is None and torch.cuda.is_available() and config.train.device != "cpu":
         config = config.with_options(flops_per_sample=train_flops_per_sample(model, loaded.train.input_size))
+    if config.lr is None:
+        config = _find_lr(model, loaded, config)
     if record is None:
         shown = "".join(f", {k}={v!r}" for k, v in options.items())
         command = command or f"zoo.finetune.train_scratch({arch!r}, {str(data)!r}{shown})"
-        record = _new_record(arch, builder, entry, recipe.name, model, loaded, config, command)
+        used = None if "lr" in auto else recipe.name  # None: the optimizer settings are fine-tuning's
+        record = _new_record(arch, builder, entry, used, model, loaded, config, command)
     master = env.distributed().rank == 0
     if on_start is not None:
         on_start(record)
@@ -299,6 +342,41 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
         _finish(model, loaded, config, run_dir, record, result)
     _barrier()
     return Run(run_dir.path)
+
+
+def _from_data(data: str | Path, config: FinetuneConfig | None, options: dict[str, Any],
+               resume: bool) -> tuple[str, ...]:
+    """The fields of ``FROM_DATA`` a new run on a folder chooses from the data: those the caller did not
+    give. None for a built-in data set (its recipe is for it), a caller's own config (a search's trial,
+    say), a resumed run (its stored config) and under torchrun (every rank must agree without a sweep)."""
+    if resume or config is not None or str(data).lower() in BUILTIN or env.distributed().world > 1:
+        return ()
+    return tuple(f for f in FROM_DATA if f not in options)
+
+
+def _leave_to_data(config: FinetuneConfig, auto: tuple[str, ...], recipe: dict[str, Any],
+                   options: dict[str, Any]) -> FinetuneConfig:
+    """``config`` with the fields in ``auto`` left to the data: None (schedule), True (augmentation: the
+    run's default); with the rate swept, fine-tuning's optimizer settings for those the recipe sets and
+    the caller did not give (the recipes' SGD rates suit batches of 128 and more, not a swept rate)."""
+    config = replace(config, **{f: None if f in SCHEDULE_FIELDS else True for f in auto})
+    if "lr" in auto:
+        loop = {k: getattr(TrainConfig(), k) for k in recipe if k not in SCHEDULE_FIELDS and k not in options}
+        config = replace(config, train=replace(config.train, **loop))
+    return config
+
+
+def _find_lr(model: torch.nn.Module, data: _Data, config: FinetuneConfig) -> FinetuneConfig:
+    """``config`` with the learning rate from the LR sweep on the training images (the run's optimizer,
+    batch size and seed); the choice is kept in ``data.choices``."""
+    from .lr_find import sweep
+
+    train = data.train
+    found = sweep(model, train, batch_size=min(config.batch_size, len(train)),
+                  device=resolve_device(config.train.device), seed=config.seed, config=config.train)
+    what = f"the {sum(p.numel() for p in model.parameters()):,} parameters ({len(train)} images)"
+    data.choices["lr"] = choose_lr(found, what=what)
+    return replace(config, lr=data.choices["lr"].value)
 
 
 def default_out(arch: str, data: str | Path) -> Path:
@@ -325,8 +403,9 @@ def _open(arch: str, data: str | Path, config: FinetuneConfig | None, options: d
 
 
 
-def _load(data: str | Path, config: FinetuneConfig, recipe_augment: str, root: Any,
-          resumed: RunDir | None, given: Split | None = None) -> tuple[_Data, FinetuneConfig]:
+def _load(data: str | Path, config: FinetuneConfig, recipe_augment: str | None, root: Any,
+          resumed: RunDir | None, given: Split | None = None,
+          max_side: int | None = None) -> tuple[_Data, FinetuneConfig]:
     augment = _augment(config, recipe_augment)
     if str(data).lower() in BUILTIN:
         if given is not None:
@@ -342,10 +421,10 @@ def _load(data: str | Path, config: FinetuneConfig, recipe_augment: str, root: A
         split = resumed.read_split(verify=True)
     else:
         split = given if given is not None else scan(folder, valid_pct=config.valid_pct, seed=config.seed)
-    return _folder(split, config, augment)
+    return _folder(split, config, augment, max_side)
 
 
-def _new_record(arch: str, builder: str, entry: Any, recipe: str, model: torch.nn.Module, data: _Data,
+def _new_record(arch: str, builder: str, entry: Any, recipe: str | None, model: torch.nn.Module, data: _Data,
                 config: FinetuneConfig, command: str) -> dict[str, Any]:
     """The record of a new run from scratch: the architecture's entry (its code's licence; the weights
     inherit none) and recipe, the data's identity, the config."""
@@ -354,8 +433,11 @@ def _new_record(arch: str, builder: str, entry: Any, recipe: str, model: torch.n
             "license": getattr(entry, "license", "unknown"), "origin": getattr(entry, "origin", ""),
             "preprocessing": None}
     plan = {"strategy": "scratch", "trainable_params": sum(p.numel() for p in model.parameters()), "frozen_params": 0}
-    return new_record("scratch", command=command, model_ref=arch, base=base, data=data.identity, config=config,
-                      plan=plan, device=config.train.device)
+    record = new_record("scratch", command=command, model_ref=arch, base=base, data=data.identity, config=config,
+                        plan=plan, device=config.train.device)
+    if data.choices:  # what was chosen from the data, and why (as fine-tuning records it)
+        record["chosen"] = {k: c.to_dict() for k, c in data.choices.items()}
+    return record
 
 
 def _train(model: torch.nn.Module, data: _Data, config: FinetuneConfig, run_dir: RunDir, *, resume: bool,

@@ -21,6 +21,9 @@ import zoo  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clirun import default_signals, zoo_cli  # noqa: E402
 
+# ../shared/real beside the repository (ZOO_REAL_DIR points elsewhere); never copied into the project.
+REAL = Path(os.environ.get("ZOO_REAL_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "real")
+
 
 
 
@@ -70,6 +73,59 @@ def test_a_run_from_scratch_is_a_run_like_any_other(tmp_path, capsys):
     assert "input 1x20x20 (grey), from options" in out
     assert zoo.finetune.load_run(tmp_path / "small").config.train.checkpoint_interval == 0.5
     assert zoo.load(tmp_path / "small").input_size == (1, 20, 20)
+
+
+def _real_digits(root: Path, per_class: int, test_per_class: int) -> Path:
+    """root/train and root/test of real MNIST digits (28 px PNGs) from ../shared/real; skips without it."""
+    import numpy as np
+    from PIL import Image
+
+    source = REAL / "datasets" / "mnist_5k.csv.gz"
+    if not source.is_file():
+        pytest.skip(f"{source} is absent: the real files live in ../shared/real beside the repository "
+                    "(ZOO_REAL_DIR=DIR points elsewhere)")
+    table = np.loadtxt(source, delimiter=",", dtype=np.uint8)
+    pixels, labels = table[:, :784].reshape(-1, 28, 28), table[:, 784]
+    for cls in range(10):
+        members = np.flatnonzero(labels == cls)
+        for part, chosen in (("train", members[:per_class]), ("test", members[per_class:per_class + test_per_class])):
+            (root / part / str(cls)).mkdir(parents=True, exist_ok=True)
+            for i in chosen:
+                Image.fromarray(pixels[i], "L").save(root / part / str(cls) / f"{i}.png")
+    return root
+
+
+def test_a_folder_trains_with_choices_from_its_images_not_the_recipe(tmp_path, capsys):
+    """The lenet recipe is sized for 60,000 Fashion-MNIST images (6 epochs in batches of 128, flips). On a
+    folder, what the user leaves out is chosen from the images as `zoo finetune` chooses it, said and
+    recorded; on real digits that beats the recipe's settings given as flags."""
+    digits = _real_digits(tmp_path / "digits", per_class=30, test_per_class=30)
+    code, out, err = zoo_cli(capsys, "train", "lenet", "--data", digits / "train", "--device", "cpu",
+                             "--out", tmp_path / "chosen")
+    assert code == 0, err
+    record = json.loads((tmp_path / "chosen" / "config.json").read_text())
+    assert set(record["chosen"]) == {"epochs", "lr", "warmup_epochs", "batch_size", "early_stopping", "augment"}
+    cfg = record["config"]
+    # 240 training images (a fifth held out) of 28 px, 24 a class: batches of 16, no flips for a few small images
+    assert cfg["batch_size"] == 16 and cfg["augment"] == "none" and cfg["lr"] == record["chosen"]["lr"]["value"]
+    assert f"chose lr {cfg['lr']:g}: LR finder on the" in out and "chose augment none: the input is small" in out
+    # With the rate swept, the optimizer settings are fine-tuning's (AdamW, cosine), not the recipe's one-cycle.
+    assert cfg["train"]["schedule"] == "cosine" and cfg["train"]["weight_decay"] == 0.05
+    assert record["base"]["recipe"] is None and "settings from the data, as zoo finetune chooses them" in out
+
+    recipe = ["--epochs", "6", "--batch-size", "128", "--lr", "0.003", "--augment", "flip"]  # the recipe, given
+    code, out, err = zoo_cli(capsys, "train", "lenet", "--data", digits / "train", "--device", "cpu",
+                             "--out", tmp_path / "recipe", *recipe)
+    assert code == 0, err
+    given = json.loads((tmp_path / "recipe" / "config.json").read_text())
+    assert set(given["chosen"]) == {"warmup_epochs", "early_stopping"} and given["config"]["lr"] == 0.003
+    assert given["base"]["recipe"] == "lenet" and given["config"]["train"]["schedule"] == "onecycle"
+    accuracy = {}
+    for name in ("chosen", "recipe"):
+        code, out, err = zoo_cli(capsys, "evaluate", tmp_path / name, digits / "test", "--json")
+        assert code == 0, err
+        accuracy[name] = json.loads(out)["accuracy"]
+    assert accuracy["chosen"] > 0.7 and accuracy["chosen"] > accuracy["recipe"] + 0.1, accuracy
 
 
 def test_pretrained_names_and_bad_options_are_refused(tmp_path, capsys):

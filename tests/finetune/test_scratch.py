@@ -104,6 +104,8 @@ def test_zoo_train_writes_a_run_that_loads_and_resumes(small_root, tmp_path, cap
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epochs"] == 2 and summary["test_accuracy"] > 0.5  # 5 classes: chance is 0.2
     assert summary["images_per_s"] > 0
+    record = json.loads((out / "config.json").read_text())  # a built-in data set keeps its recipe
+    assert "chosen" not in record and record["config"]["lr"] == 3e-3 and record["config"]["augment"] == "flip"
     model = zoo.load(out)
     assert model.labels == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
     test = load_dataset("fashion-mnist", "test", root=small_root, classes="0,1,2,3,4")
