@@ -154,10 +154,10 @@ def _describe_start(show: Output, record: dict[str, Any], out: str) -> None:
               f"{cfg['epochs']} epochs, lr {cfg['lr']:g}, batch {cfg['batch_size']}, {cfg['train']['optimizer']} "
               f"({cfg['train']['schedule']}), augment {cfg['augment']}"
               + (f" ({', '.join(chosen)} chosen from the data)" if chosen and recipe else ""))
+    from zoo.finetune.defaults import Choice
+
     for name, choice in chosen.items():
-        value = choice["value"]
-        show.echo(f"chose {name} {value:g}: {choice['why']}" if isinstance(value, float) else
-                  f"chose {name} {value}: {choice['why']}")
+        show.echo(Choice(**choice).line(name))
 
 
 def _print_summary(run: Any, arch: str, data: str, *, as_json: bool) -> None:

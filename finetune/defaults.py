@@ -46,6 +46,11 @@ class Choice:
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "why": self.why}
 
+    def line(self, name: str) -> str:
+        """What ``zoo finetune`` and ``zoo train`` print: ``chose NAME VALUE: WHY``."""
+        value = f"{self.value:g}" if isinstance(self.value, float) else self.value
+        return f"chose {name} {value}: {self.why}"
+
 
 def choose_batch_size(n_train: int) -> Choice:
     """The largest power of two giving at least ``STEPS_PER_EPOCH`` steps an epoch, within ``BATCH_RANGE``.

@@ -31,6 +31,7 @@ from .config import FinetuneConfig
 from .defaults import BODY_LR_FACTOR, Choice, choose_lr, choose_schedule, head_patience
 from .data import Split, scan
 from .loop import TrainResult, is_better, resolve_device, train
+from .lr_find import sweep_for_run
 from .record import BestWeights, base_info, finish_run, folder_identity, new_record, part_reports, restore_best
 from .rundir import RunDir
 from .run import Run
@@ -229,7 +230,7 @@ def _choose(model: Any, split: Split, config: FinetuneConfig, *, progress: bool)
     s.choices = choices
     if head_sweep:
         what = "the new head (cached features)"
-        found = _sweep(s.model.head, s.head_data["train"], None, config)
+        found = sweep_for_run(s.model.head, s.head_data["train"], config)
         if head_first:
             s.head_phase = _train_head(s, config, choose_lr(found, what=what))
         if config.lr is None:
@@ -237,18 +238,10 @@ def _choose(model: Any, split: Split, config: FinetuneConfig, *, progress: bool)
     elif config.lr is None:
         what = ("the head (cached features)" if s.features is not None else
                 f"the {s.plan.trainable:,} trainable parameters ({len(split.train)} images)")
-        choices["lr"] = choose_lr(_sweep(s.target, s.train_data, s.plan.param_groups, config), what=what)
+        choices["lr"] = choose_lr(sweep_for_run(s.target, s.train_data, config, s.plan.param_groups), what=what)
     if "lr" in choices:
         config = dataclasses.replace(config, lr=choices["lr"].value)
     return s, config
-
-
-def _sweep(target: torch.nn.Module, data: Dataset, param_groups: list[dict] | None, config: FinetuneConfig) -> Any:
-    """The LR sweep on ``target`` with the run's optimizer, batch size and seed (``LRFindResult``)."""
-    from .lr_find import sweep
-
-    return sweep(target, data, param_groups=param_groups, batch_size=min(config.batch_size, len(data)),
-                 device=resolve_device(config.train.device), seed=config.seed, config=config.train)
 
 
 def _train_head(s: Setup, config: FinetuneConfig, lr: Choice) -> dict[str, Any]:
@@ -281,8 +274,7 @@ class _BestInMemory:
 def describe_choices(s: Setup) -> list[str]:
     """What the run chose and why, one line each (``zoo finetune`` prints them; ``fit`` does when
     called from Python)."""
-    lines = [f"chose {name} {c.value:g}: {c.why}" if isinstance(c.value, float) else f"chose {name} {c.value}: {c.why}"
-             for name, c in s.choices.items()]
+    lines = [c.line(name) for name, c in s.choices.items()]
     lines.append(f"augmentation: {s.augmentation.describe()}" + (f" ({s.augmentation.why})" if s.augmentation.why
                                                                  else ""))
     h = s.head_phase

@@ -34,7 +34,7 @@ from .loop import StopTraining, train
 from .state import capture_rng, restore_rng
 from .train_config import TrainConfig
 
-__all__ = ["LRFindResult", "LRFinder", "lr_find", "sweep"]
+__all__ = ["LRFindResult", "LRFinder", "lr_find", "sweep", "sweep_for_run"]
 
 
 @dataclass
@@ -192,6 +192,14 @@ def sweep(model: nn.Module, dataset: Any, *, param_groups: list[dict] | None = N
         model.train(was_training)
         restore_rng(rng, dev)
     return finder.result()
+
+
+def sweep_for_run(target: nn.Module, data: Any, config: FinetuneConfig,
+                  param_groups: list[dict] | None = None) -> LRFindResult:
+    """The LR sweep on ``target`` with the run's optimizer, batch size, device and seed (what ``fit`` and
+    ``train_scratch`` choose a learning rate with)."""
+    return sweep(target, data, param_groups=param_groups, batch_size=min(config.batch_size, dataset_size(data)),
+                 device=resolve_device(config.train.device), seed=config.seed, config=config.train)
 
 
 def lr_find(model: Any, data_dir: str | Path, config: FinetuneConfig | None = None, *, start_lr: float = 1e-7,

@@ -5,12 +5,12 @@ Owns: ``scratch_config`` (an architecture's recipe as a ``FinetuneConfig``), ``t
 shared loop, and leave the same run folder as ``fit``: ``config.json`` with the exact command and the
 data's identity, the split for a folder, metrics, card, plots, the model) and ``build_scratch_model``.
 A folder trains at the size and colour its images suggest, up to the recipe's ``max_side`` (or
-``input_size``/``grey``); the built-in
-data sets bring their own. A recipe's schedule and augmentation are for its own data set (tens of
-thousands of images): on a folder, what the caller leaves out of the schedule, the learning rate and the
-augmentation is chosen from the data as fine-tuning chooses it (``zoo.finetune.defaults``), and recorded
-with the reason; with the learning rate left to the sweep, the optimizer settings are fine-tuning's too
-(AdamW, cosine), not the recipe's. Under ``torchrun`` the loop runs DDP; rank 0 writes.
+``input_size``/``grey``); the built-in data sets bring their own. A recipe's schedule and augmentation
+are for its own data set (tens of thousands of images): on a folder, what the caller leaves out of the
+schedule, the learning rate and the augmentation is chosen from the data as fine-tuning chooses it
+(``zoo.finetune.defaults``), and recorded with the reason; with the learning rate left to the sweep,
+the optimizer settings are fine-tuning's too (AdamW, cosine), not the recipe's. Under ``torchrun`` the
+loop runs DDP; rank 0 writes.
 
 May import ``zoo``, ``zoo.registry`` and ``zoo.finetune``; never ``zoo.cli``.
 """
@@ -31,9 +31,10 @@ from zoo.registry.schema import Preprocessing
 from .augment import choose_augmentation
 from .config import MONITOR, SCHEDULE_FIELDS, FinetuneConfig
 from .data import Split, scan
-from .datasets import BUILTIN, TensorImageDataset, infer_input, load_dataset, split_tensors, tensor_digest
+from .datasets import (BUILTIN, MAX_INPUT_SIDE, TensorImageDataset, infer_input, load_dataset, split_tensors,
+                       tensor_digest)
 from .defaults import Choice, choose_lr, choose_schedule
-from .loop import TrainConfig, TrainResult, resolve_device, train
+from .loop import TrainConfig, TrainResult, train
 from .recipes import recipe_for
 from .record import BestWeights, finish_run, folder_identity, new_record, open_resumed, part_reports, restore_best
 from .run import Run
@@ -214,8 +215,8 @@ def _folder(split: Split, config: FinetuneConfig, augment: str | None,
     if config.classes is not None:
         raise ConfigError("classes picks classes of a built-in data set; for a folder, keep only the class "
                           "folders you want.", option="classes")
-    side, grey, why = infer_input(split.paths("train"), **({"max_side": max_side} if max_side else {}))
-    if max_side and "capped" in why:
+    side, grey, why = infer_input(split.paths("train"), max_side=max_side or MAX_INPUT_SIDE)
+    if max_side and side == max_side < MAX_INPUT_SIDE:
         why += " (the architecture is built for small inputs)"
     chosen = {"input_size": config.input_size or side, "grey": grey if config.grey is None else config.grey}
     given = [k for k in chosen if getattr(config, k) is not None]
@@ -367,15 +368,12 @@ def _leave_to_data(config: FinetuneConfig, auto: tuple[str, ...], recipe: dict[s
 
 
 def _find_lr(model: torch.nn.Module, data: _Data, config: FinetuneConfig) -> FinetuneConfig:
-    """``config`` with the learning rate from the LR sweep on the training images (the run's optimizer,
-    batch size and seed); the choice is kept in ``data.choices``."""
-    from .lr_find import sweep
+    """``config`` with the learning rate from the LR sweep on the training images; the choice is kept
+    in ``data.choices``."""
+    from .lr_find import sweep_for_run
 
-    train = data.train
-    found = sweep(model, train, batch_size=min(config.batch_size, len(train)),
-                  device=resolve_device(config.train.device), seed=config.seed, config=config.train)
-    what = f"the {sum(p.numel() for p in model.parameters()):,} parameters ({len(train)} images)"
-    data.choices["lr"] = choose_lr(found, what=what)
+    what = f"the {sum(p.numel() for p in model.parameters()):,} parameters ({len(data.train)} images)"
+    data.choices["lr"] = choose_lr(sweep_for_run(model, data.train, config), what=what)
     return replace(config, lr=data.choices["lr"].value)
 
 
