@@ -250,10 +250,11 @@ def _augment_from_data(side: int, per_class: float) -> tuple[Choice, int]:
     policy = choose_augmentation(side, side, per_class)
     if policy.kind == "none":
         return Choice("none", policy.why), 2
-    pad = max(1, side // 8)
-    why = policy.why if policy.kind == "shift_flip" else (
-        f"{side} px images held in memory at the input size: shifts of up to {pad} px and flips")
-    return Choice("crop_flip", why), pad
+    if policy.kind == "shift_flip":
+        return Choice("crop_flip", policy.why), policy.pad
+    pad = side // 8  # photo-sized: no resized crops on tensors, so shifts by an eighth, as for small inputs
+    return Choice("crop_flip", f"{side} px images held in memory at the input size: shifts of up to {pad} px and "
+                               "flips"), pad
 
 
 def _preprocessing(ds: TensorImageDataset) -> Preprocessing:

@@ -27,34 +27,32 @@ def _two_threads():
     torch.set_num_threads(2)
 
 
+def _write_images(root, split: str, per_class: int, *, class_folders: bool):
+    """``per_class`` images of each of the five classes from Fashion-MNIST's ``split`` (``t10k`` or
+    ``train``) as PNG files under ``root``, in class folders or all in ``root``."""
+    if FMNIST is None:
+        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
+    images = read_idx(FMNIST / f"{split}-images-idx3-ubyte.gz")
+    labels = read_idx(FMNIST / f"{split}-labels-idx1-ubyte.gz")
+    for label, name in enumerate(FOLDERS):
+        folder = root / name if class_folders else root
+        folder.mkdir(exist_ok=True)
+        for i in [i for i, y in enumerate(labels) if y == label][:per_class]:
+            Image.fromarray(images[i]).save(folder / f"{i}.png")
+    return root
+
+
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     """60 test-split images of each of the five classes, as PNG files in class folders."""
-    if FMNIST is None:
-        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
-    images = read_idx(FMNIST / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(FMNIST / "t10k-labels-idx1-ubyte.gz")
-    root = tmp_path_factory.mktemp("fmnist")
-    for label, name in enumerate(FOLDERS):
-        (root / name).mkdir()
-        for i in [i for i, y in enumerate(labels) if y == label][:60]:
-            Image.fromarray(images[i]).save(root / name / f"{i}.png")
-    return root
+    return _write_images(tmp_path_factory.mktemp("fmnist"), "t10k", 60, class_folders=True)
 
 
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
     """20 training-split images of each class: calibration data like the images the model will see, and
     none of the ones it is evaluated on."""
-    if FMNIST is None:
-        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
-    images = read_idx(FMNIST / "train-images-idx3-ubyte.gz")
-    labels = read_idx(FMNIST / "train-labels-idx1-ubyte.gz")
-    root = tmp_path_factory.mktemp("calibration")
-    for label in range(len(FOLDERS)):
-        for i in [i for i, y in enumerate(labels) if y == label][:20]:
-            Image.fromarray(images[i]).save(root / f"{i}.png")
-    return root
+    return _write_images(tmp_path_factory.mktemp("calibration"), "train", 20, class_folders=False)
 
 
 def _ops(path) -> set[str]:
