@@ -100,7 +100,9 @@ def tune_cmd(ctx: click.Context, target: str | None, data: str | None, data_opti
     \b
     Built-in spaces: linear: lr, weight_decay, epochs; partial/full: also body_lr_scale, head,
     dropout, label_smoothing, augment, batch_size (partial: unfreeze_from); from scratch: the
-    recipe's knobs and the architecture's (MLPs: arch.width, arch.depth). A --space file:
+    recipe's knobs (on a folder: lr, weight_decay, batch_size, label_smoothing, augment around
+    what a run with no flags chooses there) and the architecture's (MLPs: arch.width,
+    arch.depth). A --space file:
       lr = { low = 1e-4, high = 0.1, log = true }
       epochs = { low = 5, high = 30, step = 5 }
       head = ["linear", "mlp"]

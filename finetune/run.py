@@ -150,6 +150,11 @@ class Run:
 
     def _require_complete(self) -> None:
         missing = self.dir.missing(split=self.data["kind"] == "folder")
+        if missing == [self.dir.weights.name] and self.dir.read_summary() is not None:
+            # Finished, then its weights went: a search keeps them for its best trials only (--keep).
+            raise RunError(f"run {self.path} finished, but its weights ({self.dir.weights.name}) are gone: a search "
+                           "keeps the weights of its best trials only (zoo tune --keep N). Use the study's best "
+                           "run (STUDY/best), or train with this trial's settings again (its config.json).")
         if missing:
             raise RunError(f"run {self.path} is incomplete (missing {', '.join(missing)}): training did not "
                            f"finish. Resume it with `{self.resume_command()}`.")

@@ -9,7 +9,8 @@ A folder trains at the size and colour its images suggest, up to the recipe's ``
 are for its own data set (tens of thousands of images): on a folder, what the caller leaves out of the
 schedule, the learning rate and the augmentation is chosen from the data as fine-tuning chooses it
 (``zoo.finetune.defaults``), and recorded with the reason; with the learning rate left to the sweep,
-the optimizer settings are fine-tuning's too (AdamW, cosine), not the recipe's. Under ``torchrun`` the
+the optimizer settings are fine-tuning's too (AdamW, cosine), not the recipe's. ``folder_config`` is that
+starting point as a config (a search's trials on a folder start from it). Under ``torchrun`` the
 loop runs DDP; rank 0 writes.
 
 May import ``zoo``, ``zoo.registry`` and ``zoo.finetune``; never ``zoo.cli``.
@@ -40,8 +41,8 @@ from .record import BestWeights, finish_run, folder_identity, new_record, open_r
 from .run import Run
 from .rundir import RunDir
 
-__all__ = ["train_scratch", "scratch_config", "default_out", "build_scratch_model", "train_flops_per_sample",
-           "FLAT_BUILDERS"]
+__all__ = ["train_scratch", "scratch_config", "folder_config", "default_out", "build_scratch_model",
+           "train_flops_per_sample", "FLAT_BUILDERS"]
 
 FLAT_BUILDERS = ("softmax", "mlp_sigmoid", "mlp_relu")  # these need the input size
 SMALL_STEM_BUILDERS = ("googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -277,7 +278,9 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
             pretrained weights (``lenet.fmnist5``) is refused: fine-tune it instead.
         data: ``fashion-mnist``, ``mnist``, ``cifar10``, or a folder of class folders (its validation
             part chooses the epoch whose weights are kept; a built-in data set keeps the last epoch's).
-        config: the options; default ``scratch_config(arch)`` (the recipe).
+        config: the options; default ``scratch_config(arch)`` (the recipe), on a folder with what the
+            caller leaves out chosen from the data (``folder_config``). On a folder, a config's schedule
+            fields left None and its augmentation left True are chosen from the data too.
         out: the run folder (default ``runs/<arch>-<data name>``, numbered if taken).
         resume: continue the interrupted run in ``out`` with its stored config.
         progress: default (None): the loop's progress bar only when stderr is a terminal (so a log file
@@ -307,8 +310,9 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
     builder, _, _, entry = _architecture(arch)  # an unknown arch fails here, before any data is read
     recipe = recipe_for(builder)
     auto = _from_data(data, config, options, resume)
+    own = config is not None  # a caller's own config keeps its optimizer settings
     run_dir, config, record = _open(arch, data, config, options, out=out, resume=resume)
-    config = _leave_to_data(config, auto, recipe.config, options)
+    config = _leave_to_data(config, auto, {} if own else recipe.config, options)
     augment = None if "augment" in auto else recipe.augment
     loaded, config = _load(data, config, augment, data_root, run_dir if resume else None, split, recipe.max_side)
     if auto:
@@ -329,7 +333,7 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
     if record is None:
         shown = "".join(f", {k}={v!r}" for k, v in options.items())
         command = command or f"zoo.finetune.train_scratch({arch!r}, {str(data)!r}{shown})"
-        used = None if "lr" in auto else recipe.name  # None: the optimizer settings are fine-tuning's
+        used = recipe.name if _follows(config, recipe.config) and "lr" not in auto else None  # None: not its optimizer
         record = _new_record(arch, builder, entry, used, model, loaded, config, command)
     master = env.distributed().rank == 0
     if on_start is not None:
@@ -346,14 +350,37 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
     return Run(run_dir.path)
 
 
+def folder_config(arch: str, **options: Any) -> FinetuneConfig:
+    """The config a run of ``arch`` on a folder starts from when the caller gives none: the recipe's, with
+    what ``options`` leave out of ``FROM_DATA`` left to the data (None; augmentation True) and, when the
+    rate is left to the data, fine-tuning's optimizer settings. A search on a folder starts its trials
+    from it, so a trial differs from a run with no flags only by what the trial sets.
+
+    Example:
+        >>> folder_config("resnet18").train.optimizer, folder_config("resnet18").lr
+        ('adamw', None)
+    """
+    auto = tuple(f for f in FROM_DATA if f not in options)
+    return _leave_to_data(scratch_config(arch, **options), auto, recipe_for(_architecture(arch)[0]).config, options)
+
+
 def _from_data(data: str | Path, config: FinetuneConfig | None, options: dict[str, Any],
                resume: bool) -> tuple[str, ...]:
     """The fields of ``FROM_DATA`` a new run on a folder chooses from the data: those the caller did not
-    give. None for a built-in data set (its recipe is for it), a caller's own config (a search's trial,
-    say), a resumed run (its stored config) and under torchrun (every rank must agree without a sweep)."""
-    if resume or config is not None or str(data).lower() in BUILTIN or env.distributed().world > 1:
+    give, or, with a config of the caller's own (a search's trial, say), those it leaves None (and the
+    augmentation when it is True, the run's default). None for a built-in data set (its recipe is for
+    it), a resumed run (its stored config) and under torchrun (every rank must agree without a sweep)."""
+    if resume or str(data).lower() in BUILTIN or env.distributed().world > 1:
         return ()
+    if config is not None:
+        own = config.with_options(**options)
+        return tuple(f for f in FROM_DATA if (own.augment is True if f == "augment" else getattr(own, f) is None))
     return tuple(f for f in FROM_DATA if f not in options)
+
+
+def _follows(config: FinetuneConfig, recipe: dict[str, Any]) -> bool:
+    """Whether ``config`` trains with the recipe's optimizer and schedule (the card then names the recipe)."""
+    return all(getattr(config.train, k) == recipe[k] for k in ("optimizer", "schedule") if k in recipe)
 
 
 def _leave_to_data(config: FinetuneConfig, auto: tuple[str, ...], recipe: dict[str, Any],

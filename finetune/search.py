@@ -184,9 +184,13 @@ def _base_config(kind: str, target: str, data: str | Path, config: FinetuneConfi
     # Trials judge by the study's metric (and keep that epoch's weights); plots are drawn for the best only.
     fixed = {"monitor": "val_acc" if metric == "accuracy" else "val_loss"}
     if kind == "scratch":
-        from .scratch import scratch_config
+        from .scratch import folder_config, scratch_config
 
-        base = (config.with_options(**options) if config is not None else scratch_config(target, **options))
+        # On a folder, trials start where a run with no flags starts: what the space and the caller leave
+        # out (epochs, batch size, early stopping, augmentation) each trial chooses from the data, with
+        # fine-tuning's optimizer. A recipe's schedule is for its data set of tens of thousands of images.
+        default = scratch_config if str(data).lower() in _builtin() else folder_config
+        base = config.with_options(**options) if config is not None else default(target, **options)
         # A built-in data set's validation part comes out of its training part: the test split stays unseen.
         base = dataclasses.replace(base, hold_out=True, plots=False).with_options(**fixed)
         builder, kwargs = _arch(target)
@@ -224,8 +228,10 @@ def _default_space(kind: str, target: str, base: FinetuneConfig, builder: str | 
     if kind == "scratch":
         from .recipes import recipe_for
 
-        recipe = {**recipe_for(builder).config, "epochs": base.epochs, "lr": base.lr}
-        return builtin_space("scratch", builder=builder, recipe=recipe, arch_defaults=arch_kwargs)
+        recipe = {**recipe_for(builder).config, "epochs": base.epochs, "lr": base.lr,
+                  "optimizer": base.train.optimizer}
+        return builtin_space("scratch", builder=builder, recipe=recipe, arch_defaults=arch_kwargs,
+                             n_train=len(split.train) if split is not None else None)
     layers = None
     if base.strategy == "partial":
         from zoo.factory import load

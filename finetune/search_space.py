@@ -205,7 +205,7 @@ def valid_names(kind: str, *, strategy: str = "linear", builder: str | None = No
 
 def builtin_space(kind: str, *, strategy: str = "linear", builder: str | None = None,
                   recipe: dict[str, Any] | None = None, layers: list[str] | None = None,
-                  arch_defaults: dict[str, Any] | None = None) -> SearchSpace:
+                  arch_defaults: dict[str, Any] | None = None, n_train: int | None = None) -> SearchSpace:
     """The space ``zoo tune`` searches when no ``--space`` file is given.
 
     Args:
@@ -215,12 +215,16 @@ def builtin_space(kind: str, *, strategy: str = "linear", builder: str | None = 
             augmentation, batch size; ``partial`` the unfreeze point among ``layers``).
         builder: from scratch: the architecture (its recipe's knobs, and its own options: MLP width
             and depth, dropout...).
-        recipe: from scratch: the recipe's loop options (the learning rate's range is centred on its).
+        recipe: from scratch: the recipe's loop options (the learning rate's range is centred on its),
+            and the base's ``optimizer``. Its ``lr`` None (a folder, where each run chooses its schedule
+            from the data): the rate's range suits that optimizer, the batch sizes ``n_train``, and the
+            epochs are left to each run (early stopping).
         layers: ``partial``: candidate first layers to unfreeze.
         arch_defaults: from scratch: the entry's builder options.
+        n_train: from scratch on a folder: the number of training images.
     """
     if kind == "scratch":
-        return _scratch_space(builder or "", recipe or {}, arch_defaults or {})
+        return _scratch_space(builder or "", recipe or {}, arch_defaults or {}, n_train)
     P = Param
     params = [P("lr", "float", 1e-4, 1e-1, log=True), P("weight_decay", "float", 1e-6, 1e-1, log=True),
               P("epochs", "int", 5, 40, step=5)]
@@ -236,13 +240,26 @@ def builtin_space(kind: str, *, strategy: str = "linear", builder: str | None = 
     return SearchSpace(tuple(params), source=f"built-in ({strategy})")
 
 
-def _scratch_space(builder: str, recipe: dict[str, Any], arch_defaults: dict[str, Any]) -> SearchSpace:
+def _scratch_space(builder: str, recipe: dict[str, Any], arch_defaults: dict[str, Any],
+                   n_train: int | None = None) -> SearchSpace:
     P = Param
-    lr, epochs = float(recipe.get("lr", 1e-3)), int(recipe.get("epochs", 10))
-    params = [P("lr", "float", lr / 10, min(1.0, lr * 10), log=True), P("weight_decay", "float", 1e-6, 1e-2, log=True),
-              P("epochs", "int", max(1, epochs // 2), 2 * epochs),
-              P("batch_size", "categorical", choices=(64, 128, 256)), P("label_smoothing", "float", 0.0, 0.2)]
-    if recipe.get("optimizer") == "sgd":
+    sgd = recipe.get("optimizer") == "sgd"
+    if recipe.get("lr") is None:  # a folder: around what a run with no flags would choose there
+        from .defaults import BATCH_RANGE, choose_batch_size
+
+        batch = choose_batch_size(n_train or 0).value
+        sizes = tuple(b for b in (batch // 2, batch, batch * 2) if BATCH_RANGE[0] <= b <= BATCH_RANGE[1])
+        # Adaptive optimizers from random weights: the LR sweeps on the folders of BENCHMARKS.md (#13)
+        # found 1e-4 (ResNet-18, 96 photos) to 1e-2 (LeNet, 400 digits); SGD needs ten to a hundred times more.
+        params = [P("lr", "float", 1e-3, 1.0, log=True) if sgd else P("lr", "float", 3e-5, 3e-2, log=True),
+                  P("weight_decay", "float", 1e-6, 1e-1, log=True), P("batch_size", "categorical", choices=sizes),
+                  P("label_smoothing", "float", 0.0, 0.2)]
+    else:
+        lr, epochs = float(recipe["lr"]), int(recipe.get("epochs", 10))
+        params = [P("lr", "float", lr / 10, min(1.0, lr * 10), log=True),
+                  P("weight_decay", "float", 1e-6, 1e-2, log=True), P("epochs", "int", max(1, epochs // 2), 2 * epochs),
+                  P("batch_size", "categorical", choices=(64, 128, 256)), P("label_smoothing", "float", 0.0, 0.2)]
+    if sgd:
         params.append(P("momentum", "float", 0.8, 0.99))
     flat = builder in ("softmax", *MLP_BUILDERS)
     params.append(P("augment", "categorical", choices=("none", "flip") if flat else ("none", "flip", "crop_flip")))

@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
-from ftdata import make_folder  # noqa: E402
+from ftdata import make_folder, real_digits  # noqa: E402
 
 import zoo  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clirun import default_signals, zoo_cli  # noqa: E402
 
-# ../shared/real beside the repository (ZOO_REAL_DIR points elsewhere); never copied into the project.
-REAL = Path(os.environ.get("ZOO_REAL_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "real")
 
 
 
@@ -75,31 +73,11 @@ def test_a_run_from_scratch_is_a_run_like_any_other(tmp_path, capsys):
     assert zoo.load(tmp_path / "small").input_size == (1, 20, 20)
 
 
-def _real_digits(root: Path, per_class: int, test_per_class: int) -> Path:
-    """root/train and root/test of real MNIST digits (28 px PNGs) from ../shared/real; skips without it."""
-    import numpy as np
-    from PIL import Image
-
-    source = REAL / "datasets" / "mnist_5k.csv.gz"
-    if not source.is_file():
-        pytest.skip(f"{source} is absent: the real files live in ../shared/real beside the repository "
-                    "(ZOO_REAL_DIR=DIR points elsewhere)")
-    table = np.loadtxt(source, delimiter=",", dtype=np.uint8)
-    pixels, labels = table[:, :784].reshape(-1, 28, 28), table[:, 784]
-    for cls in range(10):
-        members = np.flatnonzero(labels == cls)
-        for part, chosen in (("train", members[:per_class]), ("test", members[per_class:per_class + test_per_class])):
-            (root / part / str(cls)).mkdir(parents=True, exist_ok=True)
-            for i in chosen:
-                Image.fromarray(pixels[i], "L").save(root / part / str(cls) / f"{i}.png")
-    return root
-
-
 def test_a_folder_trains_with_choices_from_its_images_not_the_recipe(tmp_path, capsys):
     """The lenet recipe is sized for 60,000 Fashion-MNIST images (6 epochs in batches of 128, flips). On a
     folder, what the user leaves out is chosen from the images as `zoo finetune` chooses it, said and
     recorded; on real digits that beats the recipe's settings given as flags."""
-    digits = _real_digits(tmp_path / "digits", per_class=30, test_per_class=30)
+    digits = real_digits(tmp_path / "digits", per_class=30, test_per_class=30)
     code, out, err = zoo_cli(capsys, "train", "lenet", "--data", digits / "train", "--device", "cpu",
                              "--out", tmp_path / "chosen")
     assert code == 0, err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from zoo.model import ZooModel
 from zoo.registry.schema import Preprocessing
 
 SIZE = 16
+# ../shared/real beside the repository (ZOO_REAL_DIR points elsewhere); never copied into the project.
+REAL = Path(os.environ.get("ZOO_REAL_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "real")
 PRE = Preprocessing(input_size=(3, SIZE, SIZE), resize=SIZE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
@@ -105,4 +108,23 @@ def fmnist_subset(root: Path, train: int, test: int | None) -> Path:
                 fh.write(b"not an IDX file: the test split must not be read")
         else:
             write_idx(folder / f"t10k-{stem}.gz", read_idx(source / f"t10k-{stem}.gz")[:test])
+    return root
+
+
+def real_digits(root: Path, per_class: int, test_per_class: int) -> Path:
+    """root/train and root/test of real MNIST digits (28 px PNGs) from ../shared/real; skips without it."""
+    import pytest
+
+    source = REAL / "datasets" / "mnist_5k.csv.gz"
+    if not source.is_file():
+        pytest.skip(f"{source} is absent: the real files live in ../shared/real beside the repository "
+                    "(ZOO_REAL_DIR=DIR points elsewhere)")
+    table = np.loadtxt(source, delimiter=",", dtype=np.uint8)
+    pixels, labels = table[:, :784].reshape(-1, 28, 28), table[:, 784]
+    for cls in range(10):
+        members = np.flatnonzero(labels == cls)
+        for part, chosen in (("train", members[:per_class]), ("test", members[per_class:per_class + test_per_class])):
+            (root / part / str(cls)).mkdir(parents=True, exist_ok=True)
+            for i in chosen:
+                Image.fromarray(pixels[i], "L").save(root / part / str(cls) / f"{i}.png")
     return root

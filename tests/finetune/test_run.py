@@ -33,7 +33,10 @@ def test_missing_and_incomplete_runs(tmp_path, finished):
     with pytest.raises(RunError, match="config.json"):
         load_run(tmp_path / "plain")
     run, _ = finished
-    (run.path / "model.safetensors").unlink()
+    (run.path / "model.safetensors").unlink()  # finished, then its weights went (a search's --keep does this)
+    with pytest.raises(RunError, match=r"finished, but its weights \(model.safetensors\) are gone"):
+        load_run(run.path)
+    (run.path / "metrics.json").unlink()  # the weights come before the summary: this run never finished
     with pytest.raises(RunError, match="--resume"):
         load_run(run.path)
 
