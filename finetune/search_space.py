@@ -216,12 +216,12 @@ def builtin_space(kind: str, *, strategy: str = "linear", builder: str | None = 
         builder: from scratch: the architecture (its recipe's knobs, and its own options: MLP width
             and depth, dropout...).
         recipe: from scratch: the recipe's loop options (the learning rate's range is centred on its),
-            and the base's ``optimizer``. Its ``lr`` None (a folder, where each run chooses its schedule
-            from the data): the rate's range suits that optimizer, the batch sizes ``n_train``, and the
-            epochs are left to each run (early stopping).
+            and the base's ``optimizer``.
         layers: ``partial``: candidate first layers to unfreeze.
         arch_defaults: from scratch: the entry's builder options.
-        n_train: from scratch on a folder: the number of training images.
+        n_train: from scratch on a folder, the number of training images: each run there chooses its
+            schedule from the data, so the rate's range suits the base's optimizer, the batch sizes
+            ``n_train``, and the epochs are left to each run (early stopping).
     """
     if kind == "scratch":
         return _scratch_space(builder or "", recipe or {}, arch_defaults or {}, n_train)
@@ -244,10 +244,10 @@ def _scratch_space(builder: str, recipe: dict[str, Any], arch_defaults: dict[str
                    n_train: int | None = None) -> SearchSpace:
     P = Param
     sgd = recipe.get("optimizer") == "sgd"
-    if recipe.get("lr") is None:  # a folder: around what a run with no flags would choose there
+    if n_train is not None:  # a folder: around what a run with no flags would choose there
         from .defaults import BATCH_RANGE, choose_batch_size
 
-        batch = choose_batch_size(n_train or 0).value
+        batch = choose_batch_size(n_train).value
         sizes = tuple(b for b in (batch // 2, batch, batch * 2) if BATCH_RANGE[0] <= b <= BATCH_RANGE[1])
         # Adaptive optimizers from random weights: the LR sweeps on the folders of BENCHMARKS.md (#13)
         # found 1e-4 (ResNet-18, 96 photos) to 1e-2 (LeNet, 400 digits); SGD needs ten to a hundred times more.
@@ -255,7 +255,7 @@ def _scratch_space(builder: str, recipe: dict[str, Any], arch_defaults: dict[str
                   P("weight_decay", "float", 1e-6, 1e-1, log=True), P("batch_size", "categorical", choices=sizes),
                   P("label_smoothing", "float", 0.0, 0.2)]
     else:
-        lr, epochs = float(recipe["lr"]), int(recipe.get("epochs", 10))
+        lr, epochs = float(recipe.get("lr") or 1e-3), int(recipe.get("epochs") or 10)
         params = [P("lr", "float", lr / 10, min(1.0, lr * 10), log=True),
                   P("weight_decay", "float", 1e-6, 1e-2, log=True), P("epochs", "int", max(1, epochs // 2), 2 * epochs),
                   P("batch_size", "categorical", choices=(64, 128, 256)), P("label_smoothing", "float", 0.0, 0.2)]

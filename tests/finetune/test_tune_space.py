@@ -69,6 +69,26 @@ def test_builtin_scratch_spaces_hold_the_recipe_knobs_and_the_architecture(arch,
     check_space(scratch_config(arch), space)
 
 
+def test_a_folder_space_is_sized_by_its_images_and_the_base_optimizer():
+    """On a folder each run chooses its schedule from the data: batches around the run's own, no
+    epochs; an adaptive optimizer's rates, or SGD's with momentum when the base keeps the recipe's SGD
+    (a rate given on the command line keeps it)."""
+    from zoo.finetune.scratch import folder_config
+
+    base = folder_config("resnet18")
+    space = builtin_space("scratch", builder="resnet18", recipe={"lr": base.lr, "optimizer": "adamw"}, n_train=96)
+    params = {p.name: p for p in space.params}
+    assert "epochs" not in params and "momentum" not in params and params["batch_size"].choices == (8, 16)
+    assert (params["lr"].low, params["lr"].high) == (3e-5, 3e-2)
+    check_space(base, space)
+    given = folder_config("resnet18", lr=0.05)  # the rate given: the recipe's optimizer stays
+    assert given.train.optimizer == "sgd" and given.epochs is None and given.batch_size is None
+    space = builtin_space("scratch", builder="resnet18", recipe={"lr": 0.05, "epochs": None, "optimizer": "sgd"},
+                          n_train=2000)
+    params = {p.name: p for p in space.params}
+    assert "momentum" in params and params["lr"].low == 1e-3 and params["batch_size"].choices == (32, 64)
+
+
 def test_mlp_width_and_depth_become_hidden_layers_and_build():
     space = builtin_space("scratch", builder="mlp_relu", recipe={"lr": 1e-3}, arch_defaults={"hidden": [625, 625]})
     config = trial_config(scratch_config("mlp_relu"), space, {"arch.width": 128, "arch.depth": 3, "arch.dropout": 0.3,
