@@ -46,9 +46,8 @@ __all__ = ["train_scratch", "scratch_config", "folder_config", "default_out", "b
 
 FLAT_BUILDERS = ("softmax", "mlp_sigmoid", "mlp_relu")  # these need the input size
 SMALL_STEM_BUILDERS = ("googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-# A from-scratch config gets its schedule from the recipe (scratch_config); a caller's own config
-# without one gets the loop's defaults, never a fine-tuning strategy's.
-# A recipe is a fixed schedule: no early stopping, no head-alone phase (there are no pretrained features).
+# A recipe is a fixed schedule: no early stopping, no head-alone phase (no pretrained features). A caller's
+# config on a built-in data set gets the loop's defaults for what it leaves None, never a strategy's.
 STRATEGY_FREE = {**{k: getattr(TrainConfig(), k) for k in SCHEDULE_FIELDS}, "early_stopping": 0, "head_epochs": 0}
 # On a folder, these come from the data unless given, and the optimizer settings are fine-tuning's: a
 # recipe's epochs, batch, rate and optimizer are sized for a built-in data set of tens of thousands of
@@ -321,19 +320,14 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
     if record is not None and record["data"].get("sha256") != loaded.identity["sha256"]:
         raise DataError(f"cannot resume {run_dir.path}: the data changed since the run started (its digest differs "
                         f"from {run_dir.config.name}); restore the data or start a new run.")
-    torch.manual_seed(config.seed)  # the weights are part of the run: seed them too
-    c, h, _ = loaded.train.input_size
-    model = build_scratch_model(arch, in_chans=c, num_classes=len(loaded.train.classes), image_size=h,
-                                preprocessing=_preprocessing(loaded.train), labels=list(loaded.train.classes),
-                                options=config.arch_options)
-    if config.train.flops_per_sample is None and torch.cuda.is_available() and config.train.device != "cpu":
-        config = config.with_options(flops_per_sample=train_flops_per_sample(model, loaded.train.input_size))
+    model, config = _model(arch, loaded, config)
     if config.lr is None:
         config = _find_lr(model, loaded, config)
     if record is None:
         shown = "".join(f", {k}={v!r}" for k, v in options.items())
         command = command or f"zoo.finetune.train_scratch({arch!r}, {str(data)!r}{shown})"
-        used = recipe.name if _follows(config, recipe.config) and "lr" not in auto else None  # None: not its optimizer
+        follows = all(getattr(config.train, k) == v for k, v in recipe.config.items() if k in ("optimizer", "schedule"))
+        used = recipe.name if follows and "lr" not in auto else None  # the card names the recipe it trained with
         record = _new_record(arch, builder, entry, used, model, loaded, config, command)
     master = env.distributed().rank == 0
     if on_start is not None:
@@ -348,6 +342,19 @@ def train_scratch(arch: str, data: str | Path, config: FinetuneConfig | None = N
         _finish(model, loaded, config, run_dir, record, result)
     _barrier()
     return Run(run_dir.path)
+
+
+def _model(arch: str, data: _Data, config: FinetuneConfig) -> tuple[Any, FinetuneConfig]:
+    """The run's randomly initialised model for ``data`` (seeded by the run), and ``config`` with the
+    training FLOPs per sample on a GPU (the loop's utilisation figure)."""
+    torch.manual_seed(config.seed)  # the weights are part of the run: seed them too
+    c, h, _ = data.train.input_size
+    model = build_scratch_model(arch, in_chans=c, num_classes=len(data.train.classes), image_size=h,
+                                preprocessing=_preprocessing(data.train), labels=list(data.train.classes),
+                                options=config.arch_options)
+    if config.train.flops_per_sample is None and torch.cuda.is_available() and config.train.device != "cpu":
+        config = config.with_options(flops_per_sample=train_flops_per_sample(model, data.train.input_size))
+    return model, config
 
 
 def folder_config(arch: str, **options: Any) -> FinetuneConfig:
@@ -372,15 +379,9 @@ def _from_data(data: str | Path, config: FinetuneConfig | None, options: dict[st
     it), a resumed run (its stored config) and under torchrun (every rank must agree without a sweep)."""
     if resume or str(data).lower() in BUILTIN or env.distributed().world > 1:
         return ()
-    if config is not None:
-        own = config.with_options(**options)
-        return tuple(f for f in FROM_DATA if (own.augment is True if f == "augment" else getattr(own, f) is None))
-    return tuple(f for f in FROM_DATA if f not in options)
-
-
-def _follows(config: FinetuneConfig, recipe: dict[str, Any]) -> bool:
-    """Whether ``config`` trains with the recipe's optimizer and schedule (the card then names the recipe)."""
-    return all(getattr(config.train, k) == recipe[k] for k in ("optimizer", "schedule") if k in recipe)
+    own = config.with_options(**options) if config is not None else None
+    return tuple(f for f in FROM_DATA if (f not in options if own is None else own.augment is True if f == "augment"
+                                          else getattr(own, f) is None))
 
 
 def _leave_to_data(config: FinetuneConfig, auto: tuple[str, ...], recipe: dict[str, Any],
@@ -426,7 +427,6 @@ def _open(arch: str, data: str | Path, config: FinetuneConfig | None, options: d
         raise RunError(f"{run_dir.path} already holds a run. Continue it with --resume (resume=True), or pass "
                        "another --out to start a new one.")
     return run_dir, config.with_defaults(STRATEGY_FREE), None
-
 
 
 def _load(data: str | Path, config: FinetuneConfig, recipe_augment: str | None, root: Any,
