@@ -379,9 +379,10 @@ def _from_data(data: str | Path, config: FinetuneConfig | None, options: dict[st
     it), a resumed run (its stored config) and under torchrun (every rank must agree without a sweep)."""
     if resume or str(data).lower() in BUILTIN or env.distributed().world > 1:
         return ()
-    own = config.with_options(**options) if config is not None else None
-    return tuple(f for f in FROM_DATA if (f not in options if own is None else own.augment is True if f == "augment"
-                                          else getattr(own, f) is None))
+    if config is None:
+        return tuple(f for f in FROM_DATA if f not in options)
+    own = config.with_options(**options)  # what it leaves None (the augmentation: True) is the data's
+    return tuple(f for f in FROM_DATA if (own.augment is True if f == "augment" else getattr(own, f) is None))
 
 
 def _leave_to_data(config: FinetuneConfig, auto: tuple[str, ...], recipe: dict[str, Any],
