@@ -17,6 +17,8 @@ Settings (one run each; ``--setting`` picks them, a run appends one JSON line to
   old               the constants before the defaults were chosen from the data: lr 1e-3 (linear 3e-3),
                     10 epochs (linear 20), batch 64, warm-up 1 (linear 0), random resized crops of 35-100%
                     and flips, weights of the lowest validation loss
+  default:K=V,...   an ablation: the defaults with options of fit set (augment=off, early_stopping=0,
+                    head_epochs=0, lr=0.003; on/off are booleans)
   grid:LR:AUG       a grid cell: batch 16, 15 epochs (linear 30), no head phase, no early stopping,
                     lr LR, AUG "on" (the chosen augmentation) or "off"
 
@@ -70,6 +72,9 @@ def options_for(setting: str, strategy: str) -> dict:
     """The keyword options of ``fit`` for a setting (``default``: none at all)."""
     if setting == "default":
         return {"strategy": strategy}
+    if setting.startswith("default:"):  # an ablation: the defaults with one or more options set
+        return {"strategy": strategy, **{k: _value(v) for k, v in
+                                         (pair.split("=", 1) for pair in setting[len("default:"):].split(","))}}
     if setting == "scratch":
         return {"strategy": "full", "pretrained": False}
     if setting == "old":
@@ -81,6 +86,16 @@ def options_for(setting: str, strategy: str) -> dict:
     if strategy != "linear":
         options["head_epochs"] = 0
     return {k: v for k, v in options.items() if v is not None}
+
+
+def _value(text: str):
+    """An ablation's option value: on/off as booleans, numbers as numbers."""
+    if text in ("on", "off"):
+        return text == "on"
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 class _TestEveryEpoch:
@@ -221,7 +236,7 @@ def main() -> None:
     parser.add_argument("--folder", choices=list(FOLDERS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--setting", nargs="+", default=["default"],
-                        help="default, scratch, train, old, grid:LR:on|off, or grid (every cell)")
+                        help="default, default:K=V,..., scratch, train, old, grid:LR:on|off, or grid (every cell)")
     parser.add_argument("--strategy", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--backbone", default="lenet.fmnist5")
     parser.add_argument("--per-epoch", action="store_true", help="evaluate the test set after every epoch")
