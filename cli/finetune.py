@@ -45,9 +45,9 @@ MODEL_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
     ("valid_pct", ("--valid-pct",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
                                          help="Share of each class held out (when DATA_DIR has no val/).")),
     ("seed", ("--seed",), dict(type=int, default=0, help="Split and training seed.")),
-    ("augment", ("--augment/--no-augment",), dict(default=True, help="Augment the training images (shifts and "
-                                                                     "flips for small inputs, random resized crops "
-                                                                     "and flips for photo-sized ones).")),
+    ("augment", ("--augment/--no-augment",), dict(default=True, help=(
+        "Augment the training images (shifts and flips for small inputs; random resized crops and flips for "
+        "photo-sized ones, none when the images are smaller than the input)."))),
     ("cache_features", ("--cache/--no-cache",), dict(default=True, help="linear: train on cached features "
                                                                         "(--no-cache runs the frozen body every "
                                                                         "epoch).")),
