@@ -27,7 +27,7 @@ from typing import Any
 
 __all__ = ["Augmentation", "choose_augmentation", "NO_AUGMENTATION", "SMALL_INPUT", "FEW_PER_CLASS", "MIN_CROP_AREA"]
 
-SMALL_INPUT = 64  # input sides up to this get shifts and flips, larger ones random resized crops
+SMALL_INPUT = 64  # input sides up to this get shifts and flips; larger ones crops, or none for smaller images
 # Below this many training images a class, a small input gets no augmentation at all: on 28 px folders of
 # 16-40 images a class, shifts and flips cost 6-12 points in every setting measured (BENCHMARKS.md, Defaults).
 FEW_PER_CLASS = 100
