@@ -52,6 +52,8 @@ BASE_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
                                        help="Fine-tuning: what trains [default: linear, on cached features].")),
     ("epochs", ("--epochs",), dict(type=click.IntRange(1), help="Fix the epochs of every trial.")),
     ("batch_size", ("--batch-size",), dict(type=click.IntRange(1), help="Fix the batch size of every trial.")),
+    ("lr", ("--lr",), dict(type=click.FloatRange(0, min_open=True), help="Fix the peak learning rate of every "
+                                                                       "trial.")),
     ("valid_pct", ("--valid-pct",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True),
                                          help="Share of each class held out for validation [default: 0.2].")),
     ("classes", ("--classes",), dict(help="Built-in data sets: keep only these class indices, e.g. 0,1,2.")),

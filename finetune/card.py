@@ -54,9 +54,11 @@ def _metrics(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def _what_trains(record: dict[str, Any]) -> str:
     cfg, plan = record["config"], record.get("plan") or {}
     if record["kind"] == "scratch":
-        recipe = record["base"].get("recipe")
-        return (f"recipe: {recipe}" if recipe else "settings chosen from the data (`chosen` in config.json)") + \
-            "; every layer trains from random weights"
+        recipe, chosen = record["base"].get("recipe"), sorted(record.get("chosen") or {})
+        # A trial or a run with flags sets some settings itself: name only those the run chose.
+        parts = [f"recipe: {recipe}"] * bool(recipe) + \
+            [f"chosen from the data: {', '.join(chosen)} (`chosen` in config.json)"] * bool(chosen)
+        return "; ".join(parts or ["every setting as given"]) + "; every layer trains from random weights"
     text = f"strategy: {cfg['strategy']}"
     text += f", cut at `{cfg['cut']}`" if cfg.get("cut") else ""
     text += f", unfrozen from `{plan['unfreeze_from']}`" if plan.get("unfreeze_from") else ""

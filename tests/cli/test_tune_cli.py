@@ -137,6 +137,24 @@ def test_a_search_from_scratch_on_a_folder_starts_from_the_datas_choices(capsys,
                for trial in (out / "trials").iterdir())
 
 
+def test_a_learning_rate_given_is_fixed_for_every_trial_and_leaves_the_space(capsys, tmp_path):
+    """`zoo tune ARCH --data FOLDER --lr X`, as `zoo train` takes it: every trial trains at X, the space
+    has no lr, and each trial's card names what the trial chose itself, not the lr."""
+    digits = real_digits(tmp_path / "digits", per_class=10, test_per_class=2)
+    out = tmp_path / "study"
+    code, _, err = zoo_cli(capsys, "tune", "lenet", "--data", digits / "train", "--out", out, "--sampler", "random",
+                           "--trials", "2", "--epochs", "1", "--lr", "0.02", "--json")
+    assert code == 0, err
+    study = json.loads((out / "study.json").read_text())
+    assert study["config"]["lr"] == 0.02 and "lr" not in study["space"]["params"]
+    for trial in sorted((out / "trials").iterdir()):
+        record = json.loads((trial / "config.json").read_text())
+        assert record["config"]["lr"] == 0.02 and "lr" not in record["chosen"]
+        card = (trial / "README.md").read_text()
+        named = card.split("chosen from the data: ", 1)[1].split(" (", 1)[0].split(", ")
+        assert set(named) == set(record["chosen"]) and "lr" not in named, card
+
+
 def test_fine_tuning_search_never_uses_the_test_part(capsys, tmp_path):
     data = tmp_path / "fashion5"
     shutil.copytree(DEMO, data)
