@@ -56,8 +56,11 @@ def _what_trains(record: dict[str, Any]) -> str:
     if record["kind"] == "scratch":
         recipe, chosen = record["base"].get("recipe"), sorted(record.get("chosen") or {})
         # A trial or a run with flags sets some settings itself: name only those the run chose.
-        parts = [f"recipe: {recipe}"] * bool(recipe) + \
-            [f"chosen from the data: {', '.join(chosen)} (`chosen` in config.json)"] * bool(chosen)
+        parts = []
+        if recipe:
+            parts.append(f"recipe: {recipe}")
+        if chosen:
+            parts.append(f"chosen from the data: {', '.join(chosen)} (`chosen` in config.json)")
         return "; ".join(parts or ["every setting as given"]) + "; every layer trains from random weights"
     text = f"strategy: {cfg['strategy']}"
     text += f", cut at `{cfg['cut']}`" if cfg.get("cut") else ""
