@@ -12,6 +12,7 @@ could make without the test set, except "grid best", which is the oracle cell by
 Settings (one run each; ``--setting`` picks them, a run appends one JSON line to ``--results``):
   default           zoo.finetune.fit(BACKBONE, folder, strategy=S): no other option
   scratch           the same network from random weights: fit(..., pretrained=False, strategy="full")
+                    (scratch:K=V,...: with options set, as default:K=V,...)
   train             `zoo train lenet --data folder` (no flags: settings from the data, as fine-tuning
                     chooses them): train_scratch("lenet", folder)
   old               the constants before the defaults were chosen from the data: lr 1e-3 (linear 3e-3),
@@ -75,8 +76,8 @@ def options_for(setting: str, strategy: str) -> dict:
     if setting.startswith("default:"):  # an ablation: the defaults with one or more options set
         return {"strategy": strategy, **{k: _value(v) for k, v in
                                          (pair.split("=", 1) for pair in setting[len("default:"):].split(","))}}
-    if setting == "scratch":
-        return {"strategy": "full", "pretrained": False}
+    if setting == "scratch" or setting.startswith("scratch:"):  # scratch:K=V,...: an ablation from scratch
+        return {**options_for("default" + setting[len("scratch"):], "full"), "pretrained": False}
     if setting == "old":
         old = {"strategy": strategy, "batch_size": 64, "early_stopping": 0, "monitor": "val_loss", **OLD[strategy]}
         return old if strategy == "linear" else {**old, "head_epochs": 0}
@@ -105,11 +106,21 @@ class _TestEveryEpoch:
         self.data, self.rows = data, []
 
     def __call__(self, info):
+        self.rows.append({k: info["row"].get(k) for k in ("epoch", "val_loss", "val_acc")}
+                         | {"test_acc": self.test(info["model"])})
+
+    def test(self, model) -> float:
         from zoo.finetune.loop import evaluate
 
-        ev = evaluate(info["model"], self.data, batch_size=256, device="cpu")
-        self.rows.append({k: info["row"].get(k) for k in ("epoch", "val_loss", "val_acc")} | {"test_acc": ev["accuracy"]})
-        info["model"].train()
+        accuracy = evaluate(model, self.data, batch_size=256, device="cpu")["accuracy"]
+        model.train()
+        return accuracy
+
+    def start(self, s) -> None:
+        """Epoch 0: the head-alone phase's weights (the candidate the body's epochs must beat), if any."""
+        if s.head_phase:
+            self.rows.append({"epoch": 0, "val_loss": s.head_phase.get("val_loss"),
+                              "val_acc": s.head_phase.get("val_acc"), "test_acc": self.test(s.target)})
 
 
 def run_one(folder: Path, setting: str, strategy: str, seed: int, backbone: str, per_epoch: bool) -> dict:
@@ -133,7 +144,11 @@ def run_one(folder: Path, setting: str, strategy: str, seed: int, backbone: str,
         hooks, callbacks = {}, None
         try:
             if per_epoch:
-                hooks = {"on_setup": lambda s: probe.update(cb=_TestEveryEpoch(_test_data(s)))}
+                def on_setup(s):
+                    probe["cb"] = _TestEveryEpoch(_test_data(s))
+                    probe["cb"].start(s)
+
+                hooks = {"on_setup": on_setup}
                 callbacks = {"on_epoch_end": [lambda info: probe["cb"](info)]}
             run = fit(backbone, folder, out=out, progress=False, device="cpu", seed=seed, callbacks=callbacks,
                       **hooks, **options)
@@ -145,7 +160,7 @@ def run_one(folder: Path, setting: str, strategy: str, seed: int, backbone: str,
     seconds = time.perf_counter() - start
     cfg = run.record["config"]
     return {"folder": folder.name.rsplit("-s", 1)[0], "seed": seed, "setting": setting,
-            "strategy": "scratch" if setting in ("scratch", "train") else strategy, "backbone": backbone,
+            "strategy": "scratch" if setting.split(":")[0] in ("scratch", "train") else strategy, "backbone": backbone,
             "options": {k: v for k, v in options.items() if k != "strategy"}, "val": run.summary["val"]["accuracy"],
             "test": test, "epochs_run": len(run.history), "weights_epoch": run.summary.get("weights_epoch"),
             "lr": cfg.get("lr"), "batch_size": cfg.get("batch_size"), "epochs": cfg.get("epochs"),
@@ -258,7 +273,7 @@ def main() -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     jobs = []
     for setting in args.setting:
-        if setting in ("scratch", "train"):
+        if setting.split(":")[0] in ("scratch", "train"):
             jobs.append((setting, "full"))
         else:
             for strategy in args.strategy:

@@ -57,8 +57,9 @@ MODEL_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
 SCHEDULE_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
     ("epochs", ("--epochs",), dict(type=click.IntRange(1), help="[default: chosen from the number of images; "
                                                                 "early stopping may end the run sooner]")),
-    ("lr", ("--lr",), dict(type=click.FloatRange(0, min_open=True), help="Peak learning rate of the head [default: "
-                                                                         "found by the LR finder and printed].")),
+    ("lr", ("--lr",), dict(type=click.FloatRange(0, min_open=True), help="Peak learning rate of the head, alone "
+                                                                         "and then with the body [default: found by "
+                                                                         "the LR finder and printed].")),
     ("head_epochs", ("--head-epochs",), dict(type=click.IntRange(0), help="full/partial: epochs of the new head "
                                                                           "alone on cached features before the body "
                                                                           "trains; 0: none [default: chosen].")),

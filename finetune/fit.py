@@ -225,16 +225,16 @@ def _choose(model: Any, split: Split, config: FinetuneConfig, *, progress: bool)
     head_first = config.head_epochs > 0
     # From pretrained weights, the learning rate comes from the head's sweep on cached features, which
     # costs next to nothing; a sweep over the images would cost as much as several epochs.
-    head_sweep = head_first or (config.lr is None and config.strategy != "linear" and config.pretrained)
-    s = setup(model, split, config, progress=progress, head_features=head_sweep)
+    head_sweep = config.lr is None and (head_first or (config.strategy != "linear" and config.pretrained))
+    s = setup(model, split, config, progress=progress, head_features=head_first or head_sweep)
     s.choices = choices
-    if head_sweep:
-        what = "the new head (cached features)"
-        found = sweep_for_run(s.model.head, s.head_data["train"], config)
-        if head_first:
-            s.head_phase = _train_head(s, config, choose_lr(found, what=what))
-        if config.lr is None:
-            choices["lr"] = choose_lr(found, what=what, factor=BODY_LR_FACTOR)
+    what = "the new head (cached features)"
+    found = sweep_for_run(s.model.head, s.head_data["train"], config) if head_sweep else None
+    if head_first:  # a rate given is the head's too, as fastai's fine_tune(base_lr) trains its frozen phase at it
+        s.head_phase = _train_head(s, config, choose_lr(found, what=what) if found is not None else
+                                   Choice(config.lr, "the learning rate given, as for the whole network after"))
+    if found is not None:
+        choices["lr"] = choose_lr(found, what=what, factor=BODY_LR_FACTOR)
     elif config.lr is None:
         what = ("the head (cached features)" if s.features is not None else
                 f"the {s.plan.trainable:,} trainable parameters ({len(split.train)} images)")

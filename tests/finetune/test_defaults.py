@@ -123,6 +123,17 @@ def test_fit_with_no_options_chooses_says_why_and_trains_the_head_first(tmp_path
     assert run.config.lr == config["lr"] and run.config.head_epochs == chosen["head_epochs"]["value"]
 
 
+def test_a_learning_rate_given_is_the_head_alone_phase_s_too(tmp_path):
+    """fastai's fine_tune(base_lr) trains its frozen phase at base_lr: a rate given is not swept over."""
+    base = write_lenet_entry(Path(os.environ["ZOO_CONFIG_DIR"]))
+    data = make_folder(tmp_path / "data", {"ants": 15, "bees": 15, "cats": 15}, size=40)
+    run = fit(base, data, out=tmp_path / "run", strategy="full", lr=0.02, device="cpu")
+    record = json.loads((run.path / "config.json").read_text())
+    assert record["config"]["lr"] == 0.02 and "lr" not in record["chosen"]
+    head = record["head_phase"]
+    assert head["lr"] == 0.02 and "given" in head["lr_why"] and head["epochs"] >= 1
+
+
 @pytest.mark.slow
 def test_on_a_small_real_folder_the_defaults_beat_the_old_constants(tmp_path):
     """The bundled folder of real Fashion-MNIST images (five classes the embedded LeNet never saw, 40
