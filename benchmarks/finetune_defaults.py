@@ -89,6 +89,12 @@ def options_for(setting: str, strategy: str) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def _from_scratch(setting: str) -> bool:
+    """Whether a setting trains from random weights (``scratch``, ``scratch:K=V,...``, ``train``): one run,
+    not one a strategy."""
+    return setting.split(":")[0] in ("scratch", "train")
+
+
 def _value(text: str):
     """An ablation's option value: on/off as booleans, numbers as numbers."""
     if text in ("on", "off"):
@@ -160,7 +166,7 @@ def run_one(folder: Path, setting: str, strategy: str, seed: int, backbone: str,
     seconds = time.perf_counter() - start
     cfg = run.record["config"]
     return {"folder": folder.name.rsplit("-s", 1)[0], "seed": seed, "setting": setting,
-            "strategy": "scratch" if setting.split(":")[0] in ("scratch", "train") else strategy, "backbone": backbone,
+            "strategy": "scratch" if _from_scratch(setting) else strategy, "backbone": backbone,
             "options": {k: v for k, v in options.items() if k != "strategy"}, "val": run.summary["val"]["accuracy"],
             "test": test, "epochs_run": len(run.history), "weights_epoch": run.summary.get("weights_epoch"),
             "lr": cfg.get("lr"), "batch_size": cfg.get("batch_size"), "epochs": cfg.get("epochs"),
@@ -273,7 +279,7 @@ def main() -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     jobs = []
     for setting in args.setting:
-        if setting.split(":")[0] in ("scratch", "train"):
+        if _from_scratch(setting):
             jobs.append((setting, "full"))
         else:
             for strategy in args.strategy:
