@@ -23,8 +23,11 @@ __all__ = ["Choice", "choose_schedule", "choose_batch_size", "choose_lr", "head_
            "FEATURE_STEPS", "IMAGE_STEPS"]
 
 BATCH_RANGE = (8, 64)  # the chosen batch size stays within these
-STEPS_PER_EPOCH = 8  # the batch size is the largest power of two that still gives this many steps an epoch
-IMAGE_STEPS, IMAGE_EPOCHS = 250, (5, 30)  # optimizer steps aimed at when images train, and the epoch bounds
+STEPS_PER_EPOCH = 16  # the batch size is the largest power of two that still gives this many steps an epoch
+IMAGE_STEPS, IMAGE_EPOCHS = 400, (5, 20)  # optimizer steps aimed at when images train, and the epoch bounds
+# 16 and 400 (were 8 and 250, up to 30 epochs): on 400-500 images the batch halves to 16 and the same ~15
+# epochs take twice the steps, as the small grid's best cells did (BENCHMARKS.md, "Smaller batches"); the
+# 20-epoch bound keeps the fewest images (photos20: 12 steps an epoch) where they were.
 FEATURE_STEPS, FEATURE_EPOCHS = 500, (20, 200)  # the same for a head on cached features (a step costs ~nothing)
 # After the head has trained alone, the whole network trains with the head at this multiple of the head's
 # found learning rate and the body groups at their smaller scales (0.1-0.46x). fastai's fine_tune halves
@@ -57,7 +60,7 @@ def choose_batch_size(n_train: int) -> Choice:
 
     Example:
         >>> choose_batch_size(96).value, choose_batch_size(480).value, choose_batch_size(50_000).value
-        (8, 32, 64)
+        (8, 16, 64)
     """
     low, high = BATCH_RANGE
     size = 2 ** int(math.log2(max(1, n_train // STEPS_PER_EPOCH))) if n_train >= STEPS_PER_EPOCH else 1

@@ -84,8 +84,8 @@ def test_a_folder_trains_with_choices_from_its_images_not_the_recipe(tmp_path, c
     record = json.loads((tmp_path / "chosen" / "config.json").read_text())
     assert set(record["chosen"]) == {"epochs", "lr", "warmup_epochs", "batch_size", "early_stopping", "augment"}
     cfg = record["config"]
-    # 240 training images (a fifth held out) of 28 px, 24 a class: batches of 16, no flips for a few small images
-    assert cfg["batch_size"] == 16 and cfg["augment"] == "none" and cfg["lr"] == record["chosen"]["lr"]["value"]
+    # 240 training images (a fifth held out) of 28 px, 24 a class: batches of 8, no flips for a few small images
+    assert cfg["batch_size"] == 8 and cfg["augment"] == "none" and cfg["lr"] == record["chosen"]["lr"]["value"]
     assert f"chose lr {cfg['lr']:g}: LR finder on the" in out and "chose augment none: the input is small" in out
     # With the rate swept, the optimizer settings are fine-tuning's (AdamW, cosine), not the recipe's one-cycle.
     assert cfg["train"]["schedule"] == "cosine" and cfg["train"]["weight_decay"] == 0.05

@@ -116,9 +116,9 @@ def test_a_search_from_scratch_on_a_folder_starts_from_the_datas_choices(capsys,
     study = json.loads((out / "study.json").read_text())
     base, space = study["config"], study["space"]["params"]
     assert base["lr"] is None and base["epochs"] is None and base["train"]["optimizer"] == "adamw"
-    # 192 training images (a fifth of the 240 held out for validation): batches around the run's own 16,
+    # 192 training images (a fifth of the 240 held out for validation): batches around the run's own 8,
     # no epochs to search (each run chooses them, with early stopping), an adaptive optimizer's rates.
-    assert space["batch_size"]["choices"] == [8, 16, 32] and "epochs" not in space and "momentum" not in space
+    assert space["batch_size"]["choices"] == [8, 16] and "epochs" not in space and "momentum" not in space
     assert space["lr"]["low"] == 3e-5 and space["lr"]["high"] == 3e-2
     accuracy = {}
     for trial in sorted((out / "trials").iterdir()):
