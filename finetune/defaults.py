@@ -25,9 +25,9 @@ __all__ = ["Choice", "choose_schedule", "choose_batch_size", "choose_lr", "head_
 BATCH_RANGE = (8, 64)  # the chosen batch size stays within these
 STEPS_PER_EPOCH = 16  # the batch size is the largest power of two that still gives this many steps an epoch
 IMAGE_STEPS, IMAGE_EPOCHS = 400, (5, 20)  # optimizer steps aimed at when images train, and the epoch bounds
-# 16 and 400 (were 8 and 250, up to 30 epochs): on 400-500 images the batch halves to 16 and the same ~15
-# epochs take twice the steps, as the small grid's best cells did (BENCHMARKS.md, "Smaller batches"); the
-# 20-epoch bound keeps the fewest images (photos20: 12 steps an epoch) where they were.
+# 16 and 400 (were 8 and 250, up to 30 epochs): on 400-500 images the batch halves to 16 and about as many
+# epochs (17 -> 14 on photos100) take 1.6x the steps, nearer the small grid's best cells (BENCHMARKS.md,
+# "Smaller batches"); the 20-epoch bound keeps the fewest images (photos20: 12 steps an epoch) where they were.
 FEATURE_STEPS, FEATURE_EPOCHS = 500, (20, 200)  # the same for a head on cached features (a step costs ~nothing)
 # After the head has trained alone, the whole network trains with the head at this multiple of the head's
 # found learning rate and the body groups at their smaller scales (0.1-0.46x). fastai's fine_tune halves

@@ -27,7 +27,8 @@ from zoo.finetune.train_config import is_better
 torch.set_num_threads(2)
 
 
-@pytest.mark.parametrize("n_train, batch", [(5, 8), (40, 8), (96, 8), (160, 8), (480, 16), (600, 32), (1100, 64), (60000, 64)])
+@pytest.mark.parametrize("n_train, batch", [(5, 8), (40, 8), (96, 8), (160, 8), (480, 16), (600, 32), (1100, 64),
+                                            (60000, 64)])
 def test_batch_size_grows_with_the_images_within_8_to_64(n_train, batch):
     choice = choose_batch_size(n_train)
     assert choice.value == batch and str(n_train) in choice.why
