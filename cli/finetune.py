@@ -38,7 +38,7 @@ MODEL_OPTIONS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
                                      help="Dropout before the head's last layer.")),
     ("body_lr_scale", ("--body-lr-scale",), dict(type=click.FloatRange(0, min_open=True), metavar="FACTOR",
                                                  help="partial/full: the body's learning rate relative to the "
-                                                      "head's (default: 0.1 for partial; 0.01 for full's "
+                                                      "head's (default: 1 for partial; 0.1 for full's "
                                                       "earliest layers, growing towards the head).")),
     ("batch_size", ("--batch-size",), dict(type=click.IntRange(1), help="[default: chosen from the number of "
                                                                        "images, 8-64]")),

@@ -65,7 +65,7 @@ class FinetuneConfig:
     hidden: int = 256  # the MLP head's hidden width
     dropout: float = 0.0  # dropout before the head's last Linear
     body_lr_scale: float | None = None  # the body's LR relative to the head's: partial, its unfrozen layers (None:
-    #   0.1); full, its earliest group, the later ones growing geometrically to the head's (None: 0.1)
+    #   1); full, its earliest group, the later ones growing geometrically to the head's (None: 0.1)
     arch_options: dict[str, Any] | None = None  # from scratch: options of the architecture's builder over its
     #   entry's, e.g. {"hidden": [256, 256], "dropout": 0.3} for mlp_relu (zoo.archs.build names the valid ones)
     # -- the data

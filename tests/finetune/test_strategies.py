@@ -44,7 +44,7 @@ def test_partial_unfreezes_from_a_named_layer_and_keeps_frozen_bn_stats():
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert frozen == ["body.conv1.weight", "body.conv1.bias", "body.bn1.weight", "body.bn1.bias",
                       "body.conv2.weight", "body.conv2.bias", "body.bn2.weight", "body.bn2.bias"]
-    assert [(g["name"], g["lr_scale"]) for g in plan.groups] == [("body", 0.1), ("head", 1.0)]
+    assert [(g["name"], g["lr_scale"]) for g in plan.groups] == [("body", 1.0), ("head", 1.0)]
     before_bn, before_w = _bn_state(model), _params(model, ["body.conv1", "body.bn2"])
     x, y = torch.randn(32, 3, 16, 16) * 3 + 1, torch.randint(0, 3, (32,))
     result = train(model, TensorDataset(x, y), None, TrainConfig(epochs=3, batch_size=8, lr=0.05, device="cpu"),

@@ -79,7 +79,7 @@ def test_fit_runs_on_the_split_it_is_given(tmp_path):
         fit(tiny_model(3), data, out=tmp_path / "run", resume=True, split=split)
 
 
-@pytest.mark.parametrize("strategy, scale, expected", [("partial", 0.3, [0.3]), ("partial", None, [0.1]),
+@pytest.mark.parametrize("strategy, scale, expected", [("partial", 0.3, [0.3]), ("partial", None, [1.0]),
                                                        ("full", 0.01, [0.01, 0.046416, 0.215443]),
                                                        ("full", None, [0.1, 0.215443, 0.464159])])
 def test_body_lr_scale_sets_the_body_learning_rates(strategy, scale, expected):
