@@ -29,8 +29,9 @@ IMAGE_STEPS, IMAGE_EPOCHS = 400, (5, 20)  # optimizer steps aimed at when images
 # epochs (17 -> 14 on photos100) take 1.6x the steps, nearer the small grid's best cells (BENCHMARKS.md,
 # "Smaller batches"); the 20-epoch bound keeps the fewest images (photos20: 12 steps an epoch) where they were.
 FEATURE_STEPS, FEATURE_EPOCHS = 500, (20, 200)  # the same for a head on cached features (a step costs ~nothing)
-# After the head has trained alone, the whole network trains with the head at this multiple of the head's
-# found learning rate and the body groups at their smaller scales (0.1-0.46x). fastai's fine_tune halves
+# After the head has trained alone, the body trains with the head at this multiple of the head's found
+# learning rate: `full`'s body groups at their smaller scales (0.1-0.46x), `partial`'s unfrozen layers at
+# the head's rate (strategies.PARTIAL_LR_SCALE). These figures are `full`'s. fastai's fine_tune halves
 # it; here halving cost 3.7 points on the demo folder (test accuracy, 3 seeds: 87.3% at 0.5, 91.0% at 1,
 # 84.5% at 2, BENCHMARKS.md "Defaults"; the body then at 0.01-0.22x), since the body groups' fractions
 # already keep the body's steps small. With the body at 0.1-0.46x, 2 instead of 1 gave photos20 +1.5,
