@@ -43,7 +43,7 @@ from zoo.errors import RunError
 
 from .state import capture_rng, restore_rng
 
-__all__ = ["Batching", "eval_batches", "dataset_size", "seeded_rng", "batch_seed"]
+__all__ = ["Batching", "eval_batches", "sample_pixels", "dataset_size", "seeded_rng", "batch_seed"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -144,6 +144,17 @@ def in_memory_batcher(data: Any) -> Callable[[torch.Tensor], Batch] | None:
         x_all, y_all = data.tensors
         return lambda idx: (x_all[idx], y_all[idx])
     return None
+
+
+def sample_pixels(data: Any) -> int | None:
+    """Height x width of ``data``'s first sample when it is an image (C,H,W or H,W), else None (features,
+    an empty set, a DataLoader, whose batches are already made)."""
+    if isinstance(data, DataLoader) or not len(data):
+        return None
+    batcher = in_memory_batcher(data)
+    with torch.random.fork_rng(devices=[]):  # a random transform's draw must not shift the run's stream
+        x = batcher(torch.arange(0, 1))[0][0] if batcher is not None else data[0][0]
+    return int(x.shape[-2] * x.shape[-1]) if isinstance(x, torch.Tensor) and x.ndim >= 2 else None
 
 
 def eval_batches(data: Any, batch_size: int, num_workers: int = 0, pin: bool = False) -> Iterator[Batch]:

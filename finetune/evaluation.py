@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.device import resolve_device
+from zoo.device import cpu_batch_cap, resolve_device
 
-from .batches import eval_batches
+from .batches import eval_batches, sample_pixels
 
 __all__ = ["evaluate", "autocast"]
 
@@ -38,7 +38,8 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 256, device: str 
     Args:
         model: the network (logits out).
         data: a Dataset of ``(x, y)``, a DataLoader, or a dataset with ``get_batch``.
-        batch_size: samples per forward pass.
+        batch_size: samples per forward pass; on the CPU at most ``zoo.device.cpu_batch_cap`` of the
+            images' size (8 at 224 px), which runs 2-3x faster there than batches of 256.
         device: where to run; ``"auto"`` picks cuda when available. The model is moved there.
         loss_fn: ``loss_fn(outputs, targets)`` returning the batch mean; default cross-entropy.
         amp: as ``TrainConfig.amp``.
@@ -54,6 +55,9 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 256, device: str 
         >>> evaluate(net, TensorDataset(x, y))["accuracy"]   # doctest: +SKIP
     """
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
+    pixels = sample_pixels(data) if dev.type == "cpu" else None
+    if pixels is not None:
+        batch_size = min(batch_size, cpu_batch_cap(pixels))
     model.to(dev)
     was_training = model.training
     model.eval()

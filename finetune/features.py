@@ -84,8 +84,8 @@ class LabelledImages(torch.utils.data.Dataset):
         return item
 
 
-def extract(model: ZooModel, paths: Sequence[Path], *, batch_size: int = 64, device: str | torch.device = "cpu",
-            num_workers: int = 0, progress: bool = False) -> torch.Tensor:
+def extract(model: ZooModel, paths: Sequence[Path], *, batch_size: int | None = None,
+            device: str | torch.device = "cpu", num_workers: int = 0, progress: bool = False) -> torch.Tensor:
     """The body's pooled features for image files, in order: (N, num_features) float32 on the CPU.
 
     Runs ``zoo.extract.Extractor`` (the one decode/batch/forward path) in eager NCHW, so the model is
@@ -111,7 +111,7 @@ def extract(model: ZooModel, paths: Sequence[Path], *, batch_size: int = 64, dev
         model.train(was_training)
 
 
-def cached_features(model: ZooModel, paths: Sequence[Path], hashes: Sequence[str], *, batch_size: int = 64,
+def cached_features(model: ZooModel, paths: Sequence[Path], hashes: Sequence[str], *, batch_size: int | None = None,
                     device: str | torch.device = "cpu", num_workers: int = 0, progress: bool = False,
                     key: str | None = None) -> tuple[torch.Tensor, bool, Path]:
     """Body features for ``paths``, from the cache when the same model saw the same file contents.

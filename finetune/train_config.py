@@ -56,7 +56,7 @@ class TrainConfig:
     checkpoint_interval: float = 300.0
     max_steps: int | None = None  # stop after this many optimizer steps in all (the schedule spans them); None: epochs
     log_every: int = 50  # refresh the progress bar's loss and lr (and TensorBoard's step scalars) every N steps
-    eval_batch_size: int = 256  # batch size for validation
+    eval_batch_size: int = 256  # batch size for validation (on the CPU at most zoo.device.cpu_batch_cap's)
     drop_last: bool = False  # drop the last partial batch of each epoch
     flops_per_sample: float | None = None  # training FLOPs per sample (about 3x forward) for the MFU log on GPUs
     peak_flops: float | None = None  # the device's peak FLOP/s for MFU; guessed for known GPUs when None

@@ -11,7 +11,13 @@ from zoo.registry import env
 
 from .errors import ZooError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "cpu_batch_cap", "CPU_BATCH_PIXELS"]
+
+# On the CPU a forward pass is bound by memory traffic once a batch's activations outgrow the caches:
+# ResNet-18 at 224 px and 2 threads runs 19 ms an image in batches of 8 against 42 in batches of 256
+# (MobileNetV2: 15 against 56); at 112 px batches of 32 are best, at 64 px batches of 64-128
+# (BENCHMARKS.md, "Batches on the CPU"). About this many input pixels a batch is the best at every size.
+CPU_BATCH_PIXELS = 2 ** 19
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -32,3 +38,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ZooError(f"device {device!r} was asked for but torch sees no CUDA GPU; use --device cpu "
                        "(or auto).")
     return dev
+
+
+def cpu_batch_cap(pixels: int, *, low: int = 8, high: int = 256) -> int:
+    """The batch size an inference pass on the CPU should not exceed for inputs of ``pixels`` pixels
+    (height x width): the largest power of two holding at most ``CPU_BATCH_PIXELS`` of them, within
+    ``low``-``high``.
+
+    Example:
+        >>> cpu_batch_cap(224 * 224), cpu_batch_cap(112 * 112), cpu_batch_cap(64 * 64), cpu_batch_cap(28 * 28)
+        (8, 32, 128, 256)
+    """
+    fits = max(1, CPU_BATCH_PIXELS // max(1, pixels))
+    return max(low, min(high, 2 ** (fits.bit_length() - 1)))

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from ..device import resolve_device
+from ..device import cpu_batch_cap, resolve_device
 from ..errors import DataError, ImageError
 from ..factory import load
 from ..images import Batch, Skipped, collate_skip
@@ -75,8 +75,9 @@ class Extractor:
             over the spatial positions (or over the tokens of a transformer), or None to keep its
             shape (N, C, H, W). ``pool`` and ``logits`` are vectors already.
         device: ``"auto"`` (the GPU when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
-        batch_size: images per forward pass; None picks for the device: 64 on a GPU, 8 on the CPU
-            (a batch that fits the CPU's caches beats a big one).
+        batch_size: images per forward pass; None picks for the device: 64 on a GPU, on the CPU
+            ``zoo.device.cpu_batch_cap`` of the input size (8 at 224 px: a batch that fits the CPU's
+            caches beats a big one).
         num_workers: DataLoader processes that decode images; None picks for the device (1 per 4
             cores on the CPU, where the model is the bottleneck; all cores but one on a GPU).
         output: ``"numpy"`` (float32 arrays) or ``"torch"`` (CPU tensors).
@@ -154,7 +155,8 @@ class Extractor:
         for name in self.layer_names:
             self.model.resolve_layer(name)  # UnknownLayerError with the nearest names
         self.pool = pool
-        self.batch_size = batch_size or (64 if self.device.type == "cuda" else 8)
+        height, width = self.model.input_size[-2:]
+        self.batch_size = batch_size or (64 if self.device.type == "cuda" else cpu_batch_cap(height * width))
         self.num_workers = _auto_workers(self.device) if num_workers is None else num_workers
         self.output = output
         self.on_error = on_error
