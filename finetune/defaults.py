@@ -19,8 +19,8 @@ from typing import Any
 
 from .config import FinetuneConfig
 
-__all__ = ["Choice", "choose_schedule", "choose_batch_size", "choose_lr", "head_patience", "BODY_LR_FACTOR",
-           "FEATURE_STEPS", "IMAGE_STEPS"]
+__all__ = ["Choice", "choose_schedule", "choose_batch_size", "choose_lr", "head_patience", "planned_steps",
+           "skip_image_sweep", "BODY_LR_FACTOR", "FEATURE_STEPS", "IMAGE_STEPS", "IMAGE_SWEEP_STEPS"]
 
 BATCH_RANGE = (8, 64)  # the chosen batch size stays within these
 STEPS_PER_EPOCH = 16  # the batch size is the largest power of two that still gives this many steps an epoch
@@ -38,6 +38,12 @@ FEATURE_STEPS, FEATURE_EPOCHS = 500, (20, 200)  # the same for a head on cached 
 # mnist +0.6 and the demo folder -2.0 points (5 seeds): 1 kept.
 BODY_LR_FACTOR = 1.0
 FALLBACK_LR = 1e-3  # when the sweep shows no fall of the loss at all (said so in the log)
+# The LR sweep on images (fastai's lr_find length). A run planning fewer optimizer steps than this skips
+# it for AdamW's usual FALLBACK_LR: a sweep dearer than the training it serves is not worth its time.
+# timm's ResNet-18 from random weights, photos20, 3 epochs (36 steps): the sweep picked 0.0006-0.0009 and
+# took 45 s of a 69 s run; 1e-3 tested 34.7% against the sweep's 33.8% (3 seeds; BENCHMARKS.md, "zoo
+# finetune vs fastai fine_tune").
+IMAGE_SWEEP_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,24 @@ def choose_schedule(config: FinetuneConfig, n_train: int) -> tuple[FinetuneConfi
             head = _epochs(steps, FEATURE_STEPS, FEATURE_EPOCHS, "the new head alone on cached features first")
             choices["head_epochs"] = head
     return config.with_defaults({k: c.value for k, c in choices.items()}), choices
+
+
+def planned_steps(config: FinetuneConfig, n_train: int) -> int:
+    """The optimizer steps a run with this (chosen) schedule plans on ``n_train`` images."""
+    steps = math.ceil(n_train / max(1, config.batch_size or 1)) * (config.epochs or 0)
+    return min(steps, config.train.max_steps) if config.train.max_steps else steps
+
+
+def skip_image_sweep(config: FinetuneConfig, n_train: int) -> Choice | None:
+    """AdamW's usual learning rate instead of an LR sweep on the images when the run plans fewer steps
+    than the sweep would take (``IMAGE_SWEEP_STEPS``); None when the sweep is worth running (SGD always
+    sweeps: no one rate suits it across batch sizes)."""
+    steps = planned_steps(config, n_train)
+    if config.train.optimizer != "adamw" or steps >= IMAGE_SWEEP_STEPS:
+        return None
+    return Choice(FALLBACK_LR, f"AdamW's usual rate: the run plans {steps} steps, fewer than the "
+                               f"{IMAGE_SWEEP_STEPS} an LR sweep on the images takes (give --lr to set one; a run of "
+                               f"{IMAGE_SWEEP_STEPS} steps or more sweeps)")
 
 
 def choose_lr(sweep_result: Any, *, what: str, factor: float = 1.0) -> Choice:

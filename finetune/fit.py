@@ -28,7 +28,7 @@ from zoo.model import ZooModel
 from .augment import NO_AUGMENTATION, Augmentation, choose_augmentation
 from .callbacks import progress_bar_enabled
 from .config import FinetuneConfig
-from .defaults import BODY_LR_FACTOR, Choice, choose_lr, choose_schedule, head_patience
+from .defaults import BODY_LR_FACTOR, Choice, choose_lr, choose_schedule, head_patience, skip_image_sweep
 from .data import Split, scan
 from .loop import TrainResult, is_better, resolve_device, train
 from .lr_find import sweep_for_run
@@ -238,7 +238,9 @@ def _choose(model: Any, split: Split, config: FinetuneConfig, *, progress: bool)
     elif config.lr is None:
         what = ("the head (cached features)" if s.features is not None else
                 f"the {s.plan.trainable:,} trainable parameters ({len(split.train)} images)")
-        choices["lr"] = choose_lr(sweep_for_run(s.target, s.train_data, config, s.plan.param_groups), what=what)
+        standard = None if s.features is not None else skip_image_sweep(config, len(split.train))
+        choices["lr"] = standard or choose_lr(sweep_for_run(s.target, s.train_data, config, s.plan.param_groups),
+                                              what=what)
     if "lr" in choices:
         config = dataclasses.replace(config, lr=choices["lr"].value)
     return s, config

@@ -34,7 +34,7 @@ from .config import MONITOR, SCHEDULE_FIELDS, FinetuneConfig
 from .data import Split, scan
 from .datasets import (BUILTIN, MAX_INPUT_SIDE, TensorImageDataset, infer_input, load_dataset, split_tensors,
                        tensor_digest)
-from .defaults import Choice, choose_lr, choose_schedule
+from .defaults import Choice, choose_lr, choose_schedule, skip_image_sweep
 from .loop import TrainConfig, TrainResult, train
 from .recipes import recipe_for
 from .record import BestWeights, finish_run, folder_identity, new_record, open_resumed, part_reports, restore_best
@@ -403,7 +403,8 @@ def _find_lr(model: torch.nn.Module, data: _Data, config: FinetuneConfig) -> Fin
     from .lr_find import sweep_for_run
 
     what = f"the {sum(p.numel() for p in model.parameters()):,} parameters ({len(data.train)} images)"
-    data.choices["lr"] = choose_lr(sweep_for_run(model, data.train, config), what=what)
+    data.choices["lr"] = (skip_image_sweep(config, len(data.train))
+                          or choose_lr(sweep_for_run(model, data.train, config), what=what))
     return replace(config, lr=data.choices["lr"].value)
 
 

@@ -124,6 +124,34 @@ def test_fit_with_no_options_chooses_says_why_and_trains_the_head_first(tmp_path
     assert run.config.lr == config["lr"] and run.config.head_epochs == chosen["head_epochs"]["value"]
 
 
+def test_a_run_shorter_than_the_lr_sweep_takes_adamw_s_usual_rate_and_says_so(tmp_path, monkeypatch):
+    """An LR sweep on the images takes 100 steps: a run planning fewer (from random weights, 2 epochs) would
+    spend longer choosing its rate than training, so it takes AdamW's 1e-3 and sweeps nothing; SGD and a
+    run of 100 steps or more sweep."""
+    fit_module = importlib.import_module("zoo.finetune.fit")
+    swept = []
+    real = fit_module.sweep_for_run
+    monkeypatch.setattr(fit_module, "sweep_for_run", lambda *a, **k: swept.append(1) or real(*a, **k))
+    base = write_lenet_entry(Path(os.environ["ZOO_CONFIG_DIR"]))
+    data = make_folder(tmp_path / "data", {"ants": 15, "bees": 15, "cats": 15}, size=40)
+
+    def chosen_lr(out, **options):
+        run = fit(base, data, out=tmp_path / out, strategy="full", pretrained=False, device="cpu",
+                  **{"epochs": 2, **options})
+        return json.loads((run.path / "config.json").read_text())["chosen"]["lr"], run
+
+    lr, run = chosen_lr("short")
+    steps = 2 * math.ceil(len(run.split.train) / run.config.batch_size)
+    assert lr["value"] == run.config.lr == 1e-3 and not swept
+    assert f"AdamW's usual rate: the run plans {steps} steps, fewer than the 100" in lr["why"]
+    assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
+    lr, _ = chosen_lr("sgd", optimizer="sgd")
+    assert swept and lr["why"].startswith("LR finder on the")
+    swept.clear()
+    lr, _ = chosen_lr("long", epochs=100 // steps * 2 + 2)
+    assert swept and lr["why"].startswith("LR finder on the")
+
+
 def test_a_learning_rate_given_is_the_head_alone_phase_s_too(tmp_path):
     """fastai's fine_tune(base_lr) trains its frozen phase at base_lr: a rate given is not swept over."""
     base = write_lenet_entry(Path(os.environ["ZOO_CONFIG_DIR"]))
