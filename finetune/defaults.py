@@ -41,8 +41,8 @@ FALLBACK_LR = 1e-3  # when the sweep shows no fall of the loss at all (said so i
 # The LR sweep on images (fastai's lr_find length). A run planning fewer optimizer steps than this skips
 # it for AdamW's usual FALLBACK_LR: a sweep dearer than the training it serves is not worth its time.
 # timm's ResNet-18 from random weights, photos20, 3 epochs (36 steps): the sweep picked 0.0006-0.0009 and
-# took 45 s of a 69 s run; 1e-3 tested 34.7% against the sweep's 33.8% (3 seeds; BENCHMARKS.md, "zoo
-# finetune vs fastai fine_tune").
+# took 45 s of seed 0's 79 s run; 1e-3 tested 34.7% against the sweep's 33.8% (3 seeds; BENCHMARKS.md,
+# "zoo finetune vs fastai fine_tune").
 IMAGE_SWEEP_STEPS = 100
 
 
@@ -133,7 +133,7 @@ def choose_schedule(config: FinetuneConfig, n_train: int) -> tuple[FinetuneConfi
 
 def planned_steps(config: FinetuneConfig, n_train: int) -> int:
     """The optimizer steps a run with this (chosen) schedule plans on ``n_train`` images."""
-    steps = math.ceil(n_train / max(1, config.batch_size or 1)) * (config.epochs or 0)
+    steps = math.ceil(n_train / (config.batch_size or 1)) * (config.epochs or 0)
     return min(steps, config.train.max_steps) if config.train.max_steps else steps
 
 

@@ -39,7 +39,7 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 256, device: str 
         model: the network (logits out).
         data: a Dataset of ``(x, y)``, a DataLoader, or a dataset with ``get_batch``.
         batch_size: samples per forward pass; on the CPU at most ``zoo.device.cpu_batch_cap`` of the
-            images' size (8 at 224 px), which runs 2-3x faster there than batches of 256.
+            images' size (8 at 224 px), which ran 1.1-2.2x faster there than batches of 256.
         device: where to run; ``"auto"`` picks cuda when available. The model is moved there.
         loss_fn: ``loss_fn(outputs, targets)`` returning the batch mean; default cross-entropy.
         amp: as ``TrainConfig.amp``.

@@ -14,9 +14,9 @@ from .errors import ZooError
 __all__ = ["resolve_device", "cpu_batch_cap", "CPU_BATCH_PIXELS"]
 
 # On the CPU a forward pass is bound by memory traffic once a batch's activations outgrow the caches:
-# ResNet-18 at 224 px and 2 threads runs 19 ms an image in batches of 8 against 42 in batches of 256
-# (MobileNetV2: 15 against 56); at 112 px batches of 32 are best, at 64 px batches of 64-128
-# (BENCHMARKS.md, "Batches on the CPU"). About this many input pixels a batch is the best at every size.
+# at 224 px and 2 threads, batches of 8 ran MobileNetV2 2.2x and ResNet-18 1.1-1.3x faster an image than
+# batches of 256; at 112 px batches of 32 were best, at 64 px 64-128 (BENCHMARKS.md, "Batches on the
+# CPU"). About this many input pixels a batch is at or near the best at every size measured.
 CPU_BATCH_PIXELS = 2 ** 19
 
 

@@ -299,8 +299,8 @@ class _BatchSizes(nn.Module):
 
 
 def test_evaluation_on_the_cpu_takes_large_images_in_small_batches():
-    """Batches of 256 photos at 224 px run 2-3x slower on the CPU than batches of 8 (memory-bound); small
-    images and features keep the batch asked for, and the figures do not depend on it."""
+    """Batches of 256 photos at 224 px ran up to 2.2x slower on the CPU than batches of 8 (memory-bound);
+    small images and features keep the batch asked for, and the figures do not depend on it."""
     torch.manual_seed(0)
     photos = TensorDataset(torch.randn(40, 3, 224, 224), torch.randint(0, 2, (40,)))
     net = _BatchSizes()
