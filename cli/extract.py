@@ -25,7 +25,8 @@ __all__ = ["extract_cmd", "similar_cmd"]
 @click.option("--pool", type=click.Choice(["avg", "max", "none"]), default="avg", show_default=True,
               help="How an intermediate layer's map becomes one row: spatial average, max, or kept whole.")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
-              help="Images per forward pass (default: 8 on the CPU, 64 on a GPU).")
+              help="Images per forward pass (default: 64 on a GPU; on the CPU about 2^19 input pixels, "
+                   "8 at 224 px).")
 @click.option("--workers", "-j", "num_workers", type=click.IntRange(min=0), default=None,
               help="Decoding processes (default: 1 per 4 cores on the CPU, all cores but one with a GPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
