@@ -122,7 +122,7 @@ def _features(net: ZooModel, split: Split, config: FinetuneConfig, progress: boo
     feats: dict[str, Any] = {}
     data: dict[str, Dataset] = {}
     for part in (p for p in parts if p in split.parts):
-        x, hit, path = cached_features(net, split.paths(part), split.hashes(part), batch_size=None,
+        x, hit, path = cached_features(net, split.paths(part), split.hashes(part),  # batch: the Extractor's rule
                                        device=resolve_device(loop.device), num_workers=loop.num_workers,
                                        progress=progress, key=key)
         feats[part] = {"cache": str(path), "hit": hit, "count": int(x.shape[0])}
